@@ -1,0 +1,332 @@
+"""The experiment spec: one typed place for every knob, shared by the service and local runs.
+
+Every model forbids unknown fields, so a typo is a 422 naming its path rather than a silently
+ignored setting. `resolve()` fills defaults that depend on other fields and returns the
+canonical form whose hash identifies the science (name and tags are excluded from the hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SPEC_VERSION = 1
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------- data models
+
+
+class MultiClusterData(_Model):
+    """k orthogonal cluster means (norm `mean_norm`, default sqrt(d)) plus N(0, sigma^2 I) noise."""
+
+    kind: Literal["multi_cluster"] = "multi_cluster"
+    d: PositiveInt = 200  # input dimension
+    k: Annotated[int, Field(ge=2)] = 10  # number of clusters (must be <= d)
+    sigma: NonNegFloat = 1.0  # noise standard deviation per coordinate
+    n_train: PositiveInt = 2000
+    n_test: PositiveInt = 1000
+    positive_clusters: list[Annotated[int, Field(ge=0)]] | None = None  # J+; default first k//2
+    mean_norm: PositiveFloat | None = None  # ||mu_j||; default sqrt(d)
+    means: Literal["orthonormal_basis", "random_orthogonal"] = "random_orthogonal"
+
+    @model_validator(mode="after")
+    def _check(self) -> "MultiClusterData":
+        if self.k > self.d:
+            raise ValueError("k must be <= d (the cluster means are mutually orthogonal)")
+        if self.positive_clusters is not None:
+            bad = [j for j in self.positive_clusters if j >= self.k]
+            if bad:
+                raise ValueError(f"positive_clusters {bad} out of range [0, k={self.k})")
+            if len(set(self.positive_clusters)) in (0, self.k):
+                raise ValueError("positive_clusters must be a non-empty proper subset of clusters")
+        return self
+
+
+Range = Annotated[list[NonNegFloat], Field(min_length=2, max_length=2)]
+
+
+class PatchData(_Model):
+    """k classes; P patches of dimension d; robust feature u_y on `n_robust` patches (strength alpha),
+    non-robust feature v_y on the other P - n_robust patches (strength beta), noise sigma_n."""
+
+    kind: Literal["patch"] = "patch"
+    k: Annotated[int, Field(ge=2)] = 4
+    d: PositiveInt = 64  # patch dimension; needs 2k <= d (u's and v's orthonormal)
+    patches: Annotated[int, Field(ge=2)] = 128  # P
+    n_robust: PositiveInt = 1  # |J_R|
+    alpha: NonNegFloat | Range = 1.0  # robust strength (value or [lo, hi] uniform)
+    beta: NonNegFloat | Range = 0.04  # non-robust strength (value or [lo, hi] uniform)
+    sigma_n: NonNegFloat = 0.02
+    n_train: PositiveInt = 1000
+    n_test: PositiveInt = 500
+
+    @model_validator(mode="after")
+    def _check(self) -> "PatchData":
+        if 2 * self.k > self.d:
+            raise ValueError("need 2k <= d: the robust and non-robust features are orthonormal")
+        if self.n_robust >= self.patches:
+            raise ValueError("n_robust must be < patches (at least one non-robust patch)")
+        return self
+
+
+class SeparatedData(_Model):
+    """Binary data in [0,1]^d whose classes are at distance >= 2*eps (in `norm`)."""
+
+    kind: Literal["separated"] = "separated"
+    d: PositiveInt = 20
+    n_train: PositiveInt = 500
+    n_test: PositiveInt = 500
+    eps: PositiveFloat = 0.05  # half the guaranteed class separation
+    norm: Literal["l2", "linf"] = "linf"
+    variant: Literal["linear", "manifold"] = "linear"
+    manifold_dim: PositiveInt = 2  # for variant="manifold"
+
+    @model_validator(mode="after")
+    def _check(self) -> "SeparatedData":
+        if self.variant == "manifold" and self.manifold_dim > self.d:
+            raise ValueError("manifold_dim must be <= d")
+        return self
+
+
+class ImageData(_Model):
+    """A real image data set: `digits` is bundled; others are read from ADVLAB_DATASET_DIR."""
+
+    kind: Literal["image"] = "image"
+    dataset: Literal["digits", "mnist", "fashion_mnist", "cifar10"] = "digits"
+    classes: list[Annotated[int, Field(ge=0, le=9)]] | None = None  # class subset; None = all
+    binary: Literal["even_odd", "first_half"] | list[list[int]] | None = "even_odd"
+    n_train: PositiveInt | None = None  # subsample (seeded); None = all
+    n_test: PositiveInt | None = None
+
+
+DataSpec = Annotated[
+    Union[MultiClusterData, PatchData, SeparatedData, ImageData], Field(discriminator="kind")
+]
+
+# ----------------------------------------------------------------------------- learners
+
+
+class TwoLayerReLU(_Model):
+    """f(x) = sum_r a_r ReLU(<w_r, x> + b_r); a_r = +-1/m fixed unless train_second_layer."""
+
+    kind: Literal["two_layer_relu"] = "two_layer_relu"
+    width: PositiveInt = 64  # m, total neurons (fine labels: per output, see advcore.learners)
+    init_scale: NonNegFloat = 1.0  # w ~ N(0, I/d) * init_scale
+    bias: bool = True  # b ~ N(0, 1/d^2)
+    train_second_layer: bool = False
+
+
+class PatchCNN(_Model):
+    """F_i(X) = sum_r sum_p sReLU(<w_{i,r}, x_p>), smoothed ReLU with exponent q and knee rho."""
+
+    kind: Literal["patch_cnn"] = "patch_cnn"
+    width: PositiveInt = 8  # m neurons per class
+    q: Annotated[float, Field(ge=2)] = 3.0
+    rho: PositiveFloat = 0.05
+    init_scale: NonNegFloat = 0.1  # w ~ N(0, I/d) * init_scale
+
+
+class MLP(_Model):
+    kind: Literal["mlp"] = "mlp"
+    widths: list[PositiveInt] = Field(default_factory=lambda: [128])
+    init_scale: NonNegFloat = 1.0
+
+
+class CNN(_Model):
+    kind: Literal["cnn"] = "cnn"
+    channels: list[PositiveInt] = Field(default_factory=lambda: [16, 32])
+    hidden: PositiveInt = 64
+
+
+LearnerSpec = Annotated[Union[TwoLayerReLU, PatchCNN, MLP, CNN], Field(discriminator="kind")]
+
+# ----------------------------------------------------------------------------- attacks
+
+
+class AttackSpec(_Model):
+    """One attack evaluated at a list of radii (robust accuracy per radius)."""
+
+    kind: Literal["fgsm", "pgd", "feature_direction"] = "pgd"
+    norm: Literal["l2", "linf"] = "l2"
+    radii: Annotated[list[NonNegFloat], Field(min_length=1)] = Field(default_factory=lambda: [1.0])
+    steps: PositiveInt = 20
+    step_size: Literal["auto"] | PositiveFloat = "auto"  # auto: 2.5 * radius / steps
+    restarts: PositiveInt = 1
+    random_start: bool = True
+    loss: Literal["ce", "margin"] = "margin"  # margin = CW-style, does not saturate
+    targeted: bool = False
+    target: Annotated[int, Field(ge=0)] | None = None  # class index for targeted attacks
+    subspace: Literal["robust", "non_robust"] | list[list[float]] | None = None
+    budget: Literal["global", "per_patch"] = "global"  # patch inputs only
+    box: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None  # None: unbounded
+    readout: Literal["binary", "fine"] = "binary"  # fine-label models: which loss is attacked
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,40}$")  # metric label
+
+    @model_validator(mode="after")
+    def _check(self) -> "AttackSpec":
+        if self.targeted and self.target is None:
+            raise ValueError("targeted attacks need `target`")
+        if self.box is not None and not self.box[0] < self.box[1]:
+            raise ValueError("box must be [lo, hi] with lo < hi")
+        return self
+
+    @property
+    def label(self) -> str:
+        """Metric label, e.g. `pgd_l2`, `pgd_linf_non_robust`, `feature_direction`."""
+        if self.name:
+            return self.name
+        if self.kind == "feature_direction":
+            return "feature_direction"
+        label = f"{self.kind}_{self.norm}"
+        if isinstance(self.subspace, str):
+            label += f"_{self.subspace}"
+        elif self.subspace is not None:
+            label += "_subspace"
+        if self.targeted:
+            label += f"_to{self.target}"
+        if self.readout == "fine":
+            label += "_fine"
+        return label
+
+
+def format_radius(radius: float) -> str:
+    """Radii in metric names: `4`, `0.5`, `1e-05` (shortest round-tripping form)."""
+    return format(float(radius), "g")
+
+
+def robust_metric(split: str, attack: AttackSpec, radius: float) -> str:
+    return f"{split}/robust_accuracy/{attack.label}@{format_radius(radius)}"
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class OptimizerSpec(_Model):
+    kind: Literal["gd", "sgd", "adam"] = "gd"  # gd = full batch, whatever batch_size says
+    lr: PositiveFloat = 0.07
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    weight_decay: NonNegFloat = 0.0
+
+
+class TrainingSpec(_Model):
+    mode: Literal["standard", "adversarial", "fine_labels"] = "standard"
+    labels: Literal["binary", "fine"] = "binary"  # fine: one output per cluster/class
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    epochs: PositiveInt = 100  # an epoch is one pass; with gd, one step
+    batch_size: PositiveInt | None = None  # None = full batch
+    loss: Literal["logistic", "cross_entropy"] | None = None  # None: logistic/binary, CE/fine
+    adversary: AttackSpec | None = None  # the inner maximisation for mode="adversarial"
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainingSpec":
+        if self.mode == "adversarial" and self.adversary is None:
+            raise ValueError("mode 'adversarial' needs an `adversary` attack spec")
+        if self.adversary is not None and self.adversary.kind == "feature_direction":
+            raise ValueError("the adversary must be 'pgd' or 'fgsm'")
+        if self.adversary is not None and len(self.adversary.radii) != 1:
+            raise ValueError("the adversary takes exactly one radius")
+        return self
+
+
+Record = Literal["correlations", "weight_norms", "margins"]
+
+
+class EvaluationSpec(_Model):
+    every: PositiveInt = 10  # evaluate every `every` epochs (and at the first and last)
+    attacks: list[AttackSpec] = Field(default_factory=list)
+    record: list[Record] = Field(default_factory=lambda: ["correlations", "weight_norms"])
+    n_attack: PositiveInt | None = None  # attack only the first n test points; None = all
+    attack_train: bool = False  # also report robust accuracy on the training set
+
+
+class ExperimentSpec(_Model):
+    name: str = Field(default="experiment", max_length=200)
+    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=32
+    )
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    seeds: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] | None = Field(
+        default=None, min_length=1, max_length=64
+    )  # several seeds trained as one batched computation; overrides `seed`
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataSpec = Field(default_factory=MultiClusterData)
+    learner: LearnerSpec = Field(default_factory=TwoLayerReLU)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("seeds must be distinct")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "ExperimentSpec":
+        fine = self.training.labels == "fine" or self.training.mode == "fine_labels"
+        if fine and self.data.kind == "separated":
+            raise ValueError("fine labels need a data model with sub-classes (not 'separated')")
+        if self.learner.kind == "patch_cnn" and self.data.kind != "patch":
+            raise ValueError("learner 'patch_cnn' needs data kind 'patch'")
+        if self.data.kind == "patch" and self.learner.kind != "patch_cnn":
+            raise ValueError("data kind 'patch' needs learner 'patch_cnn'")
+        return self
+
+    # ------------------------------------------------------------------ canonical form
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(self.seeds) if self.seeds else [self.seed]
+
+    @property
+    def total_steps(self) -> int:
+        """Progress total: the number of epochs (the step unit of every metric)."""
+        return self.training.epochs
+
+    def resolve(self) -> "ExperimentSpec":
+        """Fill the defaults that depend on other fields; idempotent."""
+        spec = self.model_copy(deep=True)
+        t = spec.training
+        if t.mode == "fine_labels":
+            t.mode, t.labels = "standard", "fine"
+        if spec.data.kind == "patch":
+            t.labels = "fine"  # the patch model is a k-class problem
+        if t.loss is None:
+            binary_head = t.labels == "binary" and spec.data.kind != "patch"
+            t.loss = "logistic" if binary_head else "cross_entropy"
+        if spec.data.kind == "multi_cluster" and spec.data.positive_clusters is None:
+            spec.data.positive_clusters = list(range(spec.data.k // 2))
+        if spec.data.kind == "multi_cluster" and spec.data.mean_norm is None:
+            spec.data.mean_norm = math.sqrt(spec.data.d)
+        if spec.data.kind == "image":
+            for attack in [*spec.evaluation.attacks, *([t.adversary] if t.adversary else [])]:
+                if attack.box is None:
+                    attack.box = [0.0, 1.0]  # pixels live in [0, 1]
+        return spec
+
+    def canonical_json(self) -> str:
+        """Sorted-key JSON of the resolved spec without name and tags."""
+        body = self.resolve().model_dump(mode="json", exclude={"name", "tags"})
+        return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+    def spec_hash(self) -> str:
+        return hashlib.sha256(f"v{SPEC_VERSION}:{self.canonical_json()}".encode()).hexdigest()
+
+
+def parse_spec(obj: dict | str) -> ExperimentSpec:
+    """Validate a dict or JSON text; raises pydantic.ValidationError with field paths."""
+    if isinstance(obj, str):
+        return ExperimentSpec.model_validate_json(obj)
+    return ExperimentSpec.model_validate(obj)

@@ -1,0 +1,57 @@
+"""All settings, from the environment (prefix ADVLAB_); nothing else reads os.environ."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ADVLAB_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".advlab")  # embedded data dir
+    database_url: str | None = None  # default: sqlite:///{home}/advlab.db
+    broker_url: str | None = None  # default: filesystem transport under {home}/broker
+    device: str = "auto"  # auto | cpu | cuda
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # limits (413 names the one exceeded)
+    max_body_bytes: int = 256 * 1024
+    max_d: int = 20_000
+    max_width: int = 10_000
+    max_samples: int = 200_000  # n_train + n_test
+    max_epochs: int = 100_000
+    max_radii: int = 64
+    max_seeds: int = 64
+
+    # job liveness
+    heartbeat_s: float = 5.0  # worker heartbeat period while a job runs
+    stale_after_s: float = 60.0  # a running job whose heartbeat is older is re-queued
+    reap_every_s: float = 10.0
+    max_attempts: int = 3
+    metric_batch: int = 500  # metric points per bulk insert
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'advlab.db'}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.home / "broker"
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return self.resolved_broker_url.startswith(("filesystem://", "sqla+"))
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

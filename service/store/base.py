@@ -1,0 +1,198 @@
+"""The store interface: what the API and the worker may ask of persistence.
+
+Implementations return the domain objects below, never ORM rows, and raise the domain errors
+below (never IntegrityError and friends). `service.store.sql.SqlStore` is the SQL implementation
+(SQLite default, PostgreSQL for a lab server).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable, Literal, Sequence
+
+Status = Literal["queued", "running", "succeeded", "failed", "canceled"]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
+
+
+class StoreError(Exception):
+    """Base of the store's domain errors."""
+
+
+class NotFound(StoreError):
+    """No experiment with that id."""
+
+
+class IllegalTransition(StoreError):
+    """The requested status change is not allowed from the current status (HTTP 409)."""
+
+
+class StaleAttempt(StoreError):
+    """A worker wrote for an attempt that is no longer the current one (it was reaped)."""
+
+
+class SchemaOutOfDate(StoreError):
+    """The database is not at the migration head; run `advlab migrate`."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: str
+    name: str
+    tags: list[str]
+    spec: dict[str, Any]  # resolved spec
+    spec_hash: str
+    status: Status
+    step: int  # progress
+    total_steps: int
+    attempts: int
+    worker: str | None
+    heartbeat_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    summary: dict[str, Any] | None
+    cancel_requested: bool
+    retry_of: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    name: str
+    step: int
+    value: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class CorrelationMatrix:
+    name: str  # e.g. "cosine/cluster"
+    step: int
+    seed: int
+    values: list[list[float]]
+    row_labels: list[str] = field(default_factory=list)
+    col_labels: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Experiment]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class ExperimentFilter:
+    status: Sequence[str] = ()
+    tag: str | None = None
+    name_contains: str | None = None
+    spec_hash: str | None = None
+    spec_fields: dict[str, str] = field(default_factory=dict)  # {"data.kind": "patch"}
+
+
+class Store(abc.ABC):
+    # ---------------------------------------------------------------- experiments
+
+    @abc.abstractmethod
+    def create_experiment(
+        self,
+        *,
+        name: str,
+        tags: list[str],
+        spec: dict[str, Any],
+        spec_hash: str,
+        total_steps: int,
+        idempotency_key: str | None = None,
+        retry_of: str | None = None,
+    ) -> tuple[Experiment, bool]:
+        """Insert a queued experiment and commit. With an idempotency key already used, return
+        the existing experiment instead; the bool says whether a new row was created."""
+
+    @abc.abstractmethod
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        """Raises NotFound."""
+
+    @abc.abstractmethod
+    def list_experiments(
+        self, flt: ExperimentFilter, *, limit: int = 50, cursor: str | None = None,
+        order: Literal["created_desc", "created_asc"] = "created_desc",
+    ) -> Page:
+        """Keyset pagination: `cursor` is opaque (the previous page's next_cursor)."""
+
+    @abc.abstractmethod
+    def delete_experiment(self, experiment_id: str) -> None:
+        """Delete the experiment and all its metrics and matrices. Raises NotFound."""
+
+    @abc.abstractmethod
+    def request_cancel(self, experiment_id: str) -> Experiment:
+        """queued → canceled at once; running → cancel_requested (the worker stops at its next
+        step and marks canceled). Raises IllegalTransition from a terminal status."""
+
+    # ---------------------------------------------------------------- worker side
+
+    @abc.abstractmethod
+    def start_attempt(self, experiment_id: str, worker: str) -> Experiment | None:
+        """Mark the job running with attempts+1, delete points of earlier attempts (idempotent
+        re-run) and return it; None if the job is not runnable (terminal or cancel requested —
+        a cancel-requested job becomes canceled)."""
+
+    @abc.abstractmethod
+    def heartbeat(self, experiment_id: str, attempt: int, step: int) -> bool:
+        """Record progress; return True if a cancel was requested. Raises StaleAttempt."""
+
+    @abc.abstractmethod
+    def add_metrics(self, experiment_id: str, attempt: int, points: Iterable[MetricPoint]) -> None:
+        """Bulk insert in batches. Raises StaleAttempt."""
+
+    @abc.abstractmethod
+    def add_matrices(
+        self, experiment_id: str, attempt: int, matrices: Iterable[CorrelationMatrix]
+    ) -> None:
+        """Raises StaleAttempt."""
+
+    @abc.abstractmethod
+    def finish(
+        self, experiment_id: str, attempt: int, status: Status, *,
+        summary: dict[str, Any] | None = None, error: str | None = None,
+    ) -> Experiment:
+        """Set a terminal status. Raises StaleAttempt."""
+
+    @abc.abstractmethod
+    def stale_running(self, older_than_s: float) -> list[Experiment]:
+        """Running jobs whose heartbeat (or start) is older than the threshold."""
+
+    @abc.abstractmethod
+    def requeue(self, experiment_id: str, attempt: int, *, max_attempts: int) -> Experiment:
+        """A stale running attempt → queued again (or failed once max_attempts is reached).
+        Conditional on `attempt` still being current, so two reapers cannot both requeue."""
+
+    # ---------------------------------------------------------------- reads
+
+    @abc.abstractmethod
+    def metric_names(self, experiment_id: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    def get_metrics(
+        self, experiment_id: str, *, names: Sequence[str] | None = None,
+        since_step: int | None = None, max_points: int | None = None, seed: int | None = None,
+    ) -> dict[str, list[MetricPoint]]:
+        """Series by name, sorted by (seed, step). With max_points, each (name, seed) series is
+        downsampled in SQL to at most max_points, keeping its first, last, min and max points."""
+
+    @abc.abstractmethod
+    def get_matrix(
+        self, experiment_id: str, name: str, *, step: int | None = None, seed: int | None = None
+    ) -> CorrelationMatrix | None:
+        """The matrix at `step` (None: the latest step)."""
+
+    @abc.abstractmethod
+    def matrix_steps(self, experiment_id: str) -> dict[str, list[int]]: ...
+
+    @abc.abstractmethod
+    def counts_by_status(self) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise if the database cannot be reached."""
