@@ -1,0 +1,44 @@
+"""Learners: a registry keyed by `learner.kind`; every model is batched over seeds (base.py)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from advcore.learners.base import BatchedModel
+
+LEARNERS: dict[str, Callable[..., BatchedModel]] = {}
+
+
+def register(kind: str, cls: Callable[..., BatchedModel]) -> None:
+    LEARNERS[kind] = cls
+
+
+def _load() -> None:
+    from advcore.learners.cnn import CNN
+    from advcore.learners.mlp import MLP
+    from advcore.learners.two_layer import TwoLayerReLU
+
+    LEARNERS.setdefault("two_layer_relu", TwoLayerReLU)
+    LEARNERS.setdefault("mlp", MLP)
+    LEARNERS.setdefault("cnn", CNN)
+    try:  # engineer C's patch model
+        from advcore.learners import patch_cnn
+    except ImportError:
+        return
+    if hasattr(patch_cnn, "PatchCNN"):
+        LEARNERS.setdefault("patch_cnn", patch_cnn.PatchCNN)
+
+
+def build_learner(spec, in_shape: tuple[int, ...], n_outputs: int, seeds: list[int],
+                  device: torch.device | str = "cpu") -> BatchedModel:
+    """The learner of a resolved ExperimentSpec, parameters (S, ...) on `device`."""
+    _load()
+    kind = spec.learner.kind
+    if kind not in LEARNERS:
+        raise NotImplementedError(f"no learner for kind {kind!r}")
+    return LEARNERS[kind](spec.learner, tuple(in_shape), n_outputs, list(seeds)).to(device)
+
+
+__all__ = ["BatchedModel", "LEARNERS", "build_learner", "register"]

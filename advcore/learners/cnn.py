@@ -1,0 +1,50 @@
+"""A small conv net for images, batched over seeds with grouped convolutions.
+
+conv3x3 -> ReLU -> maxpool2 per entry of `channels`, then a hidden linear layer and the read-out.
+The S seeds' filters sit side by side as groups, so one conv call serves all seeds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advcore.learners.base import BatchedModel, seeded_normal
+
+
+class CNN(BatchedModel):
+    def __init__(self, spec, in_shape, n_outputs: int, seeds: list[int]) -> None:
+        super().__init__(in_shape, n_outputs, seeds)
+        if len(self.in_shape) != 3:
+            raise ValueError(f"learner 'cnn' needs image inputs (C, H, W), got {self.in_shape}")
+        c, h, w = self.in_shape
+        self.convs = nn.ParameterList()
+        self.conv_biases = nn.ParameterList()
+        for i, out_c in enumerate(spec.channels):
+            std = math.sqrt(2.0 / (c * 9))
+            self.convs.append(nn.Parameter(seeded_normal(seeds, (out_c, c, 3, 3), std, f"init/conv{i}")))
+            self.conv_biases.append(nn.Parameter(torch.zeros(self.n_seeds, out_c)))
+            c, h, w = out_c, max(h // 2, 1), max(w // 2, 1)
+        flat = c * h * w
+        self.hidden = nn.Parameter(seeded_normal(seeds, (spec.hidden, flat), math.sqrt(2.0 / flat), "init/hidden"))
+        self.hidden_bias = nn.Parameter(torch.zeros(self.n_seeds, spec.hidden))
+        self.out = nn.Parameter(seeded_normal(seeds, (n_outputs, spec.hidden), 1 / math.sqrt(spec.hidden), "init/out"))
+        self.out_bias = nn.Parameter(torch.zeros(self.n_seeds, n_outputs))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        S, L = x.shape[:2]
+        h = x.transpose(0, 1).reshape(L, S * x.shape[2], *x.shape[3:])  # (L, S*C, H, W)
+        for weight, bias in zip(self.convs, self.conv_biases):
+            h = F.conv2d(h, weight.flatten(0, 1), bias.flatten(), padding=1, groups=S)
+            h = F.relu(h)
+            if min(h.shape[-2:]) >= 2:
+                h = F.max_pool2d(h, 2)
+        h = h.reshape(L, S, -1).transpose(0, 1)  # (S, L, flat)
+        h = F.relu(torch.einsum("slf,shf->slh", h, self.hidden) + self.hidden_bias[:, None])
+        return torch.einsum("slh,soh->slo", h, self.out) + self.out_bias[:, None]
+
+    def first_layer(self) -> torch.Tensor:
+        return self.convs[0].flatten(2)  # (S, channels[0], C*3*3): filters, not input-space vectors

@@ -1,0 +1,37 @@
+"""A fully connected ReLU network with per-seed weights (S, out, in): batched seeds in one einsum.
+
+He-normal hidden layers (std sqrt(2/in)), a 1/sqrt(in) read-out, zero biases; all times init_scale.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from advcore.learners.base import BatchedModel, seeded_normal
+
+
+class MLP(BatchedModel):
+    def __init__(self, spec, in_shape, n_outputs: int, seeds: list[int]) -> None:
+        super().__init__(in_shape, n_outputs, seeds)
+        sizes = [self.in_features, *spec.widths, n_outputs]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            gain = 1.0 if i == len(sizes) - 2 else 2.0
+            std = spec.init_scale * math.sqrt(gain / fan_in)
+            self.weights.append(nn.Parameter(seeded_normal(seeds, (fan_out, fan_in), std, f"init/w{i}")))
+            self.biases.append(nn.Parameter(torch.zeros(self.n_seeds, fan_out)))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(x.shape[0], x.shape[1], -1)  # (S, L, D)
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.einsum("sli,soi->slo", h, w) + b[:, None, :]
+            if i < len(self.weights) - 1:
+                h = torch.relu(h)
+        return h  # (S, L, C)
+
+    def first_layer(self) -> torch.Tensor:
+        return self.weights[0]  # (S, widths[0], D)

@@ -1,0 +1,202 @@
+"""The training loop: standard / adversarial, binary / fine labels, GD / SGD / Adam.
+
+All S seeds train as one computation. The objective is the SUM over seeds of each seed's mean
+loss, so each seed's gradient is exactly the gradient of its own run; optimizer updates (SGD,
+momentum, Adam, weight decay) are elementwise, so batched seeds == separate runs. Minibatch
+order comes from a per-seed generator for the same reason.
+
+Tasks (`make_task`): a binary data set with `labels: binary` trains a one-logit head with the
+logistic loss. `labels: fine` (or data whose labels are classes: patch, images without a binary
+map) trains one output per class with cross-entropy; when the data has a J+ split, the binary
+read-out sum_{J+} F_j - sum_{J-} F_j is the main classifier and the k-class task is reported
+with the `fine/` prefix.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from advcore.data import Dataset
+from advcore.device import derive_seed, generator
+from advcore.observe import Canceled, Observer
+
+
+@dataclass(frozen=True)
+class Task:
+    n_outputs: int  # 1: binary head; else one output per class
+    positive_classes: tuple[int, ...] | None  # J+ when a binary read-out exists
+
+    @property
+    def binary_head(self) -> bool:
+        return self.n_outputs == 1
+
+    @property
+    def has_readout(self) -> bool:
+        return not self.binary_head and self.positive_classes is not None
+
+
+def make_task(spec, data: Dataset) -> Task:
+    fine = spec.training.labels == "fine" or not data.binary
+    if fine and data.n_classes is None:
+        raise ValueError(f"data kind {spec.data.kind!r} has no fine labels")
+    if not fine:
+        return Task(1, None)
+    positive = tuple(data.positive_classes) if data.binary and data.positive_classes else None
+    return Task(data.n_classes, positive)
+
+
+# ----------------------------------------------------------------------------- views
+
+
+def binary_readout(logits: torch.Tensor, positive_classes) -> torch.Tensor:
+    """(..., C) class logits -> (...) sum_{J+} z_j - sum_{J-} z_j."""
+    sign = -torch.ones(logits.shape[-1], device=logits.device, dtype=logits.dtype)
+    sign[list(positive_classes)] = 1.0
+    return logits @ sign
+
+
+def readout_model(model, positive_classes) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: binary_readout(model(x), positive_classes)
+
+
+def main_view(model, task: Task, y: torch.Tensor) -> tuple[Callable, torch.Tensor]:
+    """(callable, labels) for the main task: binary (head or read-out) or k-class."""
+    if task.has_readout:
+        return readout_model(model, task.positive_classes), y
+    return model, y
+
+
+def fine_view(model, task: Task, y_fine: torch.Tensor | None):
+    """(callable, labels) for the k-class task reported under `fine/`, or None."""
+    if not task.has_readout or y_fine is None:
+        return None
+    return model, y_fine
+
+
+def targets(data: Dataset, task: Task, split: str) -> torch.Tensor:
+    """The labels the objective is trained against on `split` ('train' / 'test')."""
+    y, fine = getattr(data, f"y_{split}"), getattr(data, f"y_{split}_fine")
+    if task.binary_head:
+        return y
+    return fine if fine is not None else y
+
+
+def per_seed_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(S,) mean loss of each seed: logistic for a binary head, cross-entropy otherwise."""
+    if logits.shape == y.shape:
+        return F.softplus(-y * logits).flatten(1).mean(1)
+    ce = F.cross_entropy(logits.flatten(0, -2), y.flatten(), reduction="none")
+    return ce.reshape(y.shape).flatten(1).mean(1)
+
+
+def margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example margin (S, N): y*f for a binary head, z_y - max_{j!=y} z_j otherwise."""
+    if logits.shape == y.shape:
+        return y * logits
+    z_y = logits.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    others = logits.scatter(-1, y.unsqueeze(-1), float("-inf"))
+    return z_y - others.amax(-1)
+
+
+# ----------------------------------------------------------------------------- attacks
+
+
+def attack_kwargs(attack, data: Dataset) -> dict:
+    """subspace_basis / direction for an AttackSpec, with the seed dim S kept in front:
+    basis (S, K, *F) (explicit lists are shared: (K, *F)); direction (S, *F)."""
+    out: dict = {"feature_ndim": data.feature_ndim}
+    if isinstance(attack.subspace, str):
+        if attack.subspace not in data.features:
+            raise ValueError(f"subspace {attack.subspace!r} needs data with that feature set")
+        out["subspace_basis"] = data.features[attack.subspace]
+    elif attack.subspace is not None:
+        basis = torch.tensor(attack.subspace, dtype=data.x_train.dtype, device=data.x_train.device)
+        out["subspace_basis"] = basis.reshape(len(attack.subspace), *data.in_shape)
+    if data.attack_direction is not None:
+        out["direction"] = data.attack_direction
+    return out
+
+
+def attack_generator(seeds: list[int], purpose: str, device) -> list[torch.Generator]:
+    """One generator per seed on the data's device (advcore.attacks draws seed s's slice from
+    generator s), so random starts of S batched seeds equal those of S separate runs."""
+    return [torch.Generator(device=device).manual_seed(derive_seed(seed, purpose)) for seed in seeds]
+
+
+def attacked_view(model, task: Task, attack, y_main, y_fine):
+    """The model reading and labels an attack works on (`readout: fine` -> k-class loss)."""
+    if attack.readout == "fine" and not task.binary_head:
+        return model, (y_fine if y_fine is not None else y_main)
+    return main_view(model, task, y_main)
+
+
+# ----------------------------------------------------------------------------- loop
+
+
+def make_optimizer(params, opt) -> torch.optim.Optimizer:
+    if opt.kind == "adam":
+        return torch.optim.Adam(params, lr=opt.lr, weight_decay=opt.weight_decay)
+    return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+
+
+def eval_epochs(epochs: int, every: int) -> set[int]:
+    """Epochs with a full evaluation: every, 2*every, ... and always the last."""
+    return set(range(every, epochs + 1, every)) | {epochs}
+
+
+def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """t (S, N, ...) at per-seed indices idx (S, B) -> (S, B, ...)."""
+    return t[torch.arange(t.shape[0], device=t.device)[:, None], idx]
+
+
+def train(spec, model, data: Dataset, task: Task, observer: Observer,
+          evaluate: Callable[[int], None]) -> None:
+    """Run spec.training on `model`; calls evaluate(0) first and evaluate(epoch) on schedule,
+    reports progress every epoch and raises Canceled when the observer asks to stop."""
+    t = spec.training
+    seeds = list(spec.seed_list)
+    optimizer = make_optimizer(model.parameters(), t.optimizer)
+    x, y = data.x_train, targets(data, task, "train")  # (S, N, *F), (S, N)
+    y_main, y_fine = data.y_train, data.y_train_fine
+    n = x.shape[1]
+    full_batch = t.optimizer.kind == "gd" or t.batch_size is None or t.batch_size >= n
+    batch = n if full_batch else t.batch_size
+    batch_gens = [generator(s, "batches") for s in seeds]
+    attack_gen = attack_generator(seeds, "adversary", x.device) if t.mode == "adversarial" else None
+    adv_kwargs = attack_kwargs(t.adversary, data) if t.mode == "adversarial" else {}
+    scheduled = eval_epochs(t.epochs, spec.evaluation.every)
+    evaluate(0)
+    for epoch in range(1, t.epochs + 1):
+        if full_batch:
+            order = None
+        else:
+            order = torch.stack([torch.randperm(n, generator=g) for g in batch_gens]).to(x.device)  # (S, N)
+        for start in range(0, n, batch):
+            if order is None:
+                xb, yb, ymb, yfb = x, y, y_main, y_fine
+            else:
+                idx = order[:, start:start + batch]  # (S, B)
+                xb, yb, ymb = _gather(x, idx), _gather(y, idx), _gather(y_main, idx)
+                yfb = _gather(y_fine, idx) if y_fine is not None else None
+            if t.mode == "adversarial":
+                from advcore.attacks import perturb
+
+                fn, y_att = attacked_view(model, task, t.adversary, ymb, yfb)
+                xb = perturb(fn, xb, y_att, t.adversary, t.adversary.radii[0],
+                             generator=attack_gen, **adv_kwargs).detach()
+            optimizer.zero_grad(set_to_none=True)
+            loss = per_seed_loss(model(xb), yb).sum()  # sum over seeds: independent gradients
+            loss.backward()
+            optimizer.step()
+        if not math.isfinite(loss.item()):  # once per epoch: no device sync per step
+            raise FloatingPointError(f"training diverged at epoch {epoch} (loss {loss.item()})")
+        if epoch in scheduled:
+            evaluate(epoch)
+        observer.on_progress(epoch, t.epochs)
+        if observer.should_stop():
+            raise Canceled(f"canceled at epoch {epoch}")
