@@ -1,0 +1,28 @@
+"""Persistence: `open_store()` gives the Store (service.store.base) the API and the worker use."""
+
+from __future__ import annotations
+
+from service.store.base import SchemaOutOfDate, Store
+
+__all__ = ["open_store", "Store"]
+
+
+def open_store(url: str | None = None, *, check_schema: bool = True) -> Store:
+    """A SqlStore on `url` (default: Settings.resolved_database_url). Raises SchemaOutOfDate
+    unless the database is at the Alembic head: the app refuses an out-of-date schema."""
+    from service.config import get_settings
+    from service.store.migrate import current, head_revisions
+    from service.store.session import make_engine
+    from service.store.sql import SqlStore
+
+    settings = get_settings()
+    engine = make_engine(url or settings.resolved_database_url)
+    if check_schema:
+        at = current(engine=engine)
+        heads = head_revisions()
+        if at != heads:
+            engine.dispose()
+            raise SchemaOutOfDate(
+                f"database is at {sorted(at) or 'no revision'}, code expects {sorted(heads)}: "
+                "run `advlab migrate`")
+    return SqlStore(engine, metric_batch=settings.metric_batch)

@@ -92,6 +92,45 @@ class ExperimentFilter:
     spec_fields: dict[str, str] = field(default_factory=dict)  # {"data.kind": "patch"}
 
 
+# ---------------------------------------------------------------- sweeps (engineer I)
+
+
+@dataclass(frozen=True)
+class SweepMember:
+    experiment_id: str
+    point_index: int  # position of its grid point in the grid's cartesian product
+    point: dict[str, Any]  # {"training.mode": "adversarial"}: the values set at that point
+    seeds: list[int]  # the seeds this member trains (all of the point's when batched)
+
+
+@dataclass(frozen=True)
+class NewSweepMember:
+    """What create_sweep needs to insert one member experiment (a resolved spec)."""
+
+    name: str
+    tags: list[str]
+    spec: dict[str, Any]
+    spec_hash: str
+    total_steps: int
+    point_index: int
+    point: dict[str, Any]
+    seeds: list[int]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    id: str
+    name: str
+    tags: list[str]
+    base_spec: dict[str, Any]
+    grid: list[tuple[str, list[Any]]]  # (dotted spec path, values), in the submitted order
+    seeds: list[int]
+    seed_mode: str  # "batched": one member per grid point; "separate": one per (point, seed)
+    created_at: datetime
+    members: list[SweepMember]
+    idempotency_key: str | None = None
+
+
 class Store(abc.ABC):
     # ---------------------------------------------------------------- experiments
 
@@ -196,3 +235,36 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def ping(self) -> None:
         """Raise if the database cannot be reached."""
+
+    # ---------------------------------------------------------------- sweeps (engineer I;
+    # implemented by service.store.sweeps.SweepStoreMixin)
+
+    @abc.abstractmethod
+    def create_sweep(
+        self, *, name: str, tags: list[str], base_spec: dict[str, Any],
+        grid: Sequence[tuple[str, list[Any]]], seeds: list[int], seed_mode: str,
+        members: Sequence[NewSweepMember], idempotency_key: str | None = None,
+    ) -> tuple[Sweep, list[Experiment], bool]:
+        """Insert the sweep and its member experiments (queued) in ONE transaction and commit.
+        With an idempotency key already used, return the existing sweep and members; the bool
+        says whether anything was created."""
+
+    @abc.abstractmethod
+    def get_sweep(self, sweep_id: str) -> Sweep:
+        """Raises NotFound."""
+
+    @abc.abstractmethod
+    def sweep_experiments(self, sweep_id: str) -> list[Experiment]:
+        """The member experiments still present, in grid order. Raises NotFound."""
+
+    @abc.abstractmethod
+    def list_sweeps(self, *, limit: int = 50) -> list[Sweep]:
+        """Newest first."""
+
+    @abc.abstractmethod
+    def sweeps_of(self, experiment_id: str) -> list[str]:
+        """Ids of the sweeps the experiment is a member of."""
+
+    @abc.abstractmethod
+    def delete_sweep(self, sweep_id: str) -> None:
+        """Delete the sweep and its member links (not the experiments). Raises NotFound."""

@@ -1,0 +1,162 @@
+"""ORM tables of the store (SQLAlchemy 2, typed). Alembic owns the schema: these classes describe
+it for queries and for `alembic revision --autogenerate`; production code never calls create_all.
+
+Timestamps are timezone-aware UTC in Python on every backend (SQLite stores naive UTC text).
+JSON is JSONB on PostgreSQL. Matrix values are float32 bytes (rows x cols, little endian).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JsonType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out; SQLite has no time zones, so it stores naive UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JsonType, list[str]: JsonType}
+
+
+class ExperimentRow(Base):
+    __tablename__ = "experiments"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    tags: Mapped[list[str]] = mapped_column(JsonType)
+    spec: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    spec_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
+    status: Mapped[str] = mapped_column(sa.String(16), index=True)
+    step: Mapped[int] = mapped_column(sa.Integer, default=0)
+    total_steps: Mapped[int] = mapped_column(sa.Integer, default=0)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(sa.String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    cancel_requested: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    retry_of: Mapped[str | None] = mapped_column(
+        sa.String(32), sa.ForeignKey("experiments.id", ondelete="SET NULL"))
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
+
+    __table_args__ = (
+        # keyset pagination walks (created_at, id)
+        sa.Index("ix_experiments_created_at_id", "created_at", "id"),
+    )
+
+
+class MetricPointRow(Base):
+    __tablename__ = "metric_points"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    experiment_id: Mapped[str] = mapped_column(
+        sa.String(32), sa.ForeignKey("experiments.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(sa.Integer)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    seed: Mapped[int] = mapped_column(sa.Integer)
+    step: Mapped[int] = mapped_column(sa.Integer)
+    value: Mapped[float | None] = mapped_column(sa.Float)  # NULL: NaN (SQLite has no NaN)
+
+    __table_args__ = (
+        # range reads of one series; `value` last so the downsampling query is index-only
+        sa.Index("ix_metric_points_series", "experiment_id", "name", "seed", "step", "value"),
+    )
+
+
+class MetricSeriesRow(Base):
+    """One row per (experiment, name, seed): the catalogue of series with their length and step
+    range, kept up to date by add_metrics, so reads need no full scan to plan downsampling."""
+
+    __tablename__ = "metric_series"
+
+    experiment_id: Mapped[str] = mapped_column(
+        sa.String(32), sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    seed: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    attempt: Mapped[int] = mapped_column(sa.Integer)
+    n_points: Mapped[int] = mapped_column(sa.Integer)
+    min_step: Mapped[int] = mapped_column(sa.Integer)
+    first_value: Mapped[float | None] = mapped_column(sa.Float)  # the value at min_step
+    max_step: Mapped[int] = mapped_column(sa.Integer)
+    last_value: Mapped[float | None] = mapped_column(sa.Float)  # the value at max_step
+
+
+class MetricBlockRow(Base):
+    """Min/max roll-up of BLOCK_POINTS consecutive points of a series (by write order), so a
+    downsampled read of a 10^5-point series sorts ~1.6k block rows instead of 10^5 points."""
+
+    __tablename__ = "metric_blocks"
+
+    experiment_id: Mapped[str] = mapped_column(
+        sa.String(32), sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    seed: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    block: Mapped[int] = mapped_column(sa.Integer, primary_key=True)  # ordinal // BLOCK_POINTS
+    attempt: Mapped[int] = mapped_column(sa.Integer)
+    lo_step: Mapped[int | None] = mapped_column(sa.Integer)  # the block's minimum (NaN skipped)
+    lo_value: Mapped[float | None] = mapped_column(sa.Float)
+    hi_step: Mapped[int | None] = mapped_column(sa.Integer)  # the block's maximum
+    hi_value: Mapped[float | None] = mapped_column(sa.Float)
+
+
+class MatrixRow(Base):
+    __tablename__ = "correlation_matrices"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    experiment_id: Mapped[str] = mapped_column(
+        sa.String(32), sa.ForeignKey("experiments.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(sa.Integer)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    seed: Mapped[int] = mapped_column(sa.Integer)
+    step: Mapped[int] = mapped_column(sa.Integer)
+    rows: Mapped[int] = mapped_column(sa.Integer)
+    cols: Mapped[int] = mapped_column(sa.Integer)
+    values: Mapped[bytes] = mapped_column(sa.LargeBinary)  # float32, row-major
+    row_labels: Mapped[list[str]] = mapped_column(JsonType)
+    col_labels: Mapped[list[str]] = mapped_column(JsonType)
+
+    __table_args__ = (
+        sa.UniqueConstraint("experiment_id", "name", "seed", "step"),
+    )
+
+
+from service.store import sweeps as _sweeps  # noqa: E402,F401  (its tables join Base.metadata)
