@@ -71,6 +71,10 @@ class PatchData(_Model):
     sigma_n: NonNegFloat = 0.02
     n_train: PositiveInt = 1000
     n_test: PositiveInt = 500
+    # random_orthogonal: all 2k features dense random orthonormal directions; sparse_robust:
+    # u_y = e_y (axis-aligned) and the v's dense in the remaining coordinates, so an l_inf
+    # attacker moves along a v with leverage ~eps*sqrt(d) but along a u only with eps
+    features: Literal["random_orthogonal", "sparse_robust"] = "random_orthogonal"
 
     @model_validator(mode="after")
     def _check(self) -> "PatchData":
@@ -106,7 +110,9 @@ class ImageData(_Model):
     kind: Literal["image"] = "image"
     dataset: Literal["digits", "mnist", "fashion_mnist", "cifar10"] = "digits"
     classes: list[Annotated[int, Field(ge=0, le=9)]] | None = None  # class subset; None = all
-    binary: Literal["even_odd", "first_half"] | list[list[int]] | None = "even_odd"
+    # even_odd; first_half (of the kept classes); animals_vehicles (CIFAR-10: classes 2-7
+    # positive, 0 1 8 9 negative); [[positive...], [negative...]]; None = the k-class task
+    binary: Literal["even_odd", "first_half", "animals_vehicles"] | list[list[int]] | None = "even_odd"
     n_train: PositiveInt | None = None  # subsample (seeded); None = all
     n_test: PositiveInt | None = None
 
@@ -150,7 +156,19 @@ class CNN(_Model):
     hidden: PositiveInt = 64
 
 
-LearnerSpec = Annotated[Union[TwoLayerReLU, PatchCNN, MLP, CNN], Field(discriminator="kind")]
+class ResNet18(_Model):
+    """ResNet-18-style (BasicBlocks, BatchNorm per seed) for GPU runs on CIFAR-10; tiny
+    `width` / `blocks` make it CPU-testable. Seeds are batched as grouped convolutions."""
+
+    kind: Literal["resnet18"] = "resnet18"
+    width: PositiveInt = 64  # channels of the first stage; stage i has width * 2^i
+    blocks: Annotated[list[PositiveInt], Field(min_length=1, max_length=6)] = Field(
+        default_factory=lambda: [2, 2, 2, 2])  # BasicBlocks per stage (ResNet-18: 2,2,2,2)
+    batch_norm: bool = True
+
+
+LearnerSpec = Annotated[Union[TwoLayerReLU, PatchCNN, MLP, CNN, ResNet18],
+                        Field(discriminator="kind")]
 
 # ----------------------------------------------------------------------------- attacks
 
@@ -240,7 +258,8 @@ class TrainingSpec(_Model):
         return self
 
 
-Record = Literal["correlations", "weight_norms", "margins"]
+# decoupling: class-cosine matrix of the penultimate layer vs class means (advcore.decoupling)
+Record = Literal["correlations", "weight_norms", "margins", "decoupling"]
 
 
 class EvaluationSpec(_Model):
@@ -249,6 +268,49 @@ class EvaluationSpec(_Model):
     record: list[Record] = Field(default_factory=lambda: ["correlations", "weight_norms"])
     n_attack: PositiveInt | None = None  # attack only the first n test points; None = all
     attack_train: bool = False  # also report robust accuracy on the training set
+
+
+# ----------------------------------------------------------------------------- studies
+
+
+class SeparationStudy(_Model):
+    """Data-separation table (science.md §C): exact minimum distances between differently
+    labelled train points and from each test point to the nearest differently labelled train
+    point, in each norm, next to `eps`. Trains nothing (advcore.separation)."""
+
+    kind: Literal["separation"] = "separation"
+    norms: Annotated[list[Literal["linf", "l2"]], Field(min_length=1)] = Field(
+        default_factory=lambda: ["linf", "l2"])
+    labels: Literal["fine", "main"] = "fine"  # fine: class labels when the data has them
+    eps: NonNegFloat | None = None  # the attack radius printed next to the distances
+
+
+class ReconstructionSpec(_Model):
+    """Ilyas et al. feature reconstruction: x_hat from noise with G(x_hat) ~= G(x)."""
+
+    steps: PositiveInt = 300
+    step_size: PositiveFloat = 0.1  # normalised l2 gradient steps (decayed linearly to 0)
+    n_per_class: PositiveInt = 20  # training images reconstructed per class
+    n_directions: PositiveInt = 4  # per-class basis size (top singular directions)
+
+
+class FeatureAttackStudy(_Model):
+    """NRF-PGD vs RF-PGD (science.md §B item 3 on real images): trains a standard and an
+    adversarially trained model (same learner, data, seeds), reconstructs per-class features
+    from each, and reports targeted success rates of PGD restricted to the non-robust
+    (standard-model) or robust (adversarial-model) subspace of each (source, target) pair."""
+
+    kind: Literal["feature_attacks"] = "feature_attacks"
+    pairs: Annotated[list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]],
+                     Field(min_length=1)] = Field(default_factory=lambda: [[3, 8], [8, 3], [1, 7], [7, 1]])
+    adversary: AttackSpec = Field(default_factory=lambda: AttackSpec(
+        kind="pgd", norm="l2", radii=[1.0], steps=10))  # adversarial training of the robust model
+    attack: AttackSpec = Field(default_factory=lambda: AttackSpec(
+        kind="pgd", norm="l2", radii=[1.0], steps=50))  # the subspace attack (made targeted)
+    reconstruction: ReconstructionSpec = Field(default_factory=ReconstructionSpec)
+
+
+StudySpec = Annotated[Union[SeparationStudy, FeatureAttackStudy], Field(discriminator="kind")]
 
 
 class ExperimentSpec(_Model):
@@ -261,10 +323,12 @@ class ExperimentSpec(_Model):
         default=None, min_length=1, max_length=64
     )  # several seeds trained as one batched computation; overrides `seed`
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    advlab_version: str | None = Field(default=None, max_length=40)  # set by the server; not hashed
     data: DataSpec = Field(default_factory=MultiClusterData)
     learner: LearnerSpec = Field(default_factory=TwoLayerReLU)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    study: StudySpec | None = None  # a study replaces the single training run (advcore.studies)
 
     @field_validator("seeds")
     @classmethod
@@ -282,6 +346,8 @@ class ExperimentSpec(_Model):
             raise ValueError("learner 'patch_cnn' needs data kind 'patch'")
         if self.data.kind == "patch" and self.learner.kind != "patch_cnn":
             raise ValueError("data kind 'patch' needs learner 'patch_cnn'")
+        if self.study is not None and self.study.kind == "feature_attacks" and self.data.kind != "image":
+            raise ValueError("study 'feature_attacks' needs image data (class labels and pixels)")
         return self
 
     # ------------------------------------------------------------------ canonical form
@@ -292,7 +358,10 @@ class ExperimentSpec(_Model):
 
     @property
     def total_steps(self) -> int:
-        """Progress total: the number of epochs (the step unit of every metric)."""
+        """Progress total: the number of epochs (the step unit of every metric); a feature-attack
+        study trains two models, a separation study is one step."""
+        if self.study is not None:
+            return 1 if self.study.kind == "separation" else 2 * self.training.epochs
         return self.training.epochs
 
     def resolve(self) -> "ExperimentSpec":
@@ -310,15 +379,20 @@ class ExperimentSpec(_Model):
             spec.data.positive_clusters = list(range(spec.data.k // 2))
         if spec.data.kind == "multi_cluster" and spec.data.mean_norm is None:
             spec.data.mean_norm = math.sqrt(spec.data.d)
+        study_attacks = []
+        if spec.study is not None and spec.study.kind == "feature_attacks":
+            t.labels, t.loss = "fine", "cross_entropy"  # targets are classes: k-class models
+            study_attacks = [spec.study.adversary, spec.study.attack]
         if spec.data.kind == "image":
-            for attack in [*spec.evaluation.attacks, *([t.adversary] if t.adversary else [])]:
+            for attack in [*spec.evaluation.attacks, *([t.adversary] if t.adversary else []),
+                           *study_attacks]:
                 if attack.box is None:
                     attack.box = [0.0, 1.0]  # pixels live in [0, 1]
         return spec
 
     def canonical_json(self) -> str:
-        """Sorted-key JSON of the resolved spec without name and tags."""
-        body = self.resolve().model_dump(mode="json", exclude={"name", "tags"})
+        """Sorted-key JSON of the resolved spec without name, tags and advlab_version."""
+        body = self.resolve().model_dump(mode="json", exclude={"name", "tags", "advlab_version"})
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
     def spec_hash(self) -> str:

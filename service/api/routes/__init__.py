@@ -1,0 +1,25 @@
+"""All routers in one place: the versioned API under /v1 and the Prometheus endpoint at /metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.api.routes import experiments, health
+from service.api.routes import dashboard, events, sweeps  # engineer I
+from service.api.routes import compare, export, plots, templates  # engineer H
+
+api_router = APIRouter(prefix="/v1")
+api_router.include_router(experiments.router)
+api_router.include_router(events.router)
+api_router.include_router(sweeps.router)
+api_router.include_router(plots.router)  # H
+api_router.include_router(export.router)  # H
+api_router.include_router(compare.router)  # H
+api_router.include_router(templates.router)  # H
+
+# /v1/health and /metrics (Prometheus scrapes a fixed, unversioned path)
+root_router = APIRouter()
+root_router.include_router(health.router)
+root_router.include_router(dashboard.router)  # I: the web dashboard at /
+
+__all__ = ["api_router", "root_router"]

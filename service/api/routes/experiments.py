@@ -1,0 +1,164 @@
+"""/v1/experiments: submit, list, read, cancel, retry, delete, metrics, correlations.
+Thin: parse → call a service function (service/experiments.py) → return a schema."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from pydantic import BaseModel
+
+from service import experiments as svc
+from service.api.deps import EnqueueDep, ExperimentDep, SettingsDep, StoreDep
+from service.schemas import (CorrelationsRead, Error, ExperimentCreate, ExperimentPage,
+                             ExperimentRead, MatrixRead, MetricsRead, Status, Submitted)
+
+router = APIRouter(prefix="/experiments", tags=["experiments"])
+
+E404 = {404: {"model": Error, "description": "No experiment with that id."}}
+E409 = {409: {"model": Error, "description": "Not allowed in the experiment's current status."}}
+E413 = {413: {"model": Error, "description": "Body over max_body_bytes, or a spec over a "
+                                              "configured limit (the limit is named)."}}
+E415 = {415: {"model": Error, "description": "The body was not sent as application/json."}}
+E422 = {422: {"model": Error, "description": "Invalid input; `loc` is the JSON path of each "
+                                              "offending field, e.g. [\"body\", \"data\", \"d\"]."}}
+
+
+def _json(model: BaseModel) -> Response:
+    """Serialise a large read model directly: FastAPI would dump it to dicts and validate 10^5
+    points again against the response model (which still documents the shape)."""
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
+MaxPoints = Annotated[int | None, Query(
+    ge=4, le=100_000, description="Downsample each (name, seed) series to at most this many "
+                                  "points, keeping its first, last, min and max.")]
+SinceStep = Annotated[int | None, Query(ge=0, description="Only points with step >= this.")]
+Seed = Annotated[int | None, Query(ge=0, description="Only this seed of a batched run.")]
+
+
+@router.post(
+    "", status_code=status.HTTP_202_ACCEPTED, response_model=Submitted,
+    summary="Submit an experiment",
+    description="The body is the experiment spec (every field has a default). It is validated, "
+                "checked against the configured size limits, stored in resolved form with its "
+                "hash and the advlab version, committed, and only then enqueued for a worker. "
+                "With an `Idempotency-Key` header a replay returns the original experiment with "
+                "200 instead of 202 and enqueues nothing; the same key with a different spec is "
+                "a 409.",
+    responses={200: {"model": Submitted, "description": "Idempotency-Key replay."},
+               **E409, **E413, **E415, **E422})
+def submit_experiment(
+    spec: ExperimentCreate, store: StoreDep, settings: SettingsDep, enqueue: EnqueueDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(
+        alias="Idempotency-Key", min_length=1, max_length=200,
+        description="Client-chosen key that makes retrying this request safe.")] = None,
+) -> Submitted:
+    exp, created = svc.submit(store, settings, enqueue, spec, idempotency_key)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = svc.links(exp.id).self
+    return svc.submitted(exp)
+
+
+@router.get(
+    "", response_model=ExperimentPage, summary="List experiments",
+    description="Newest first by default; cursor pagination (pass `next_cursor` back as "
+                "`cursor`). Filters combine with AND: `status` (repeatable: any of), `tag`, "
+                "`name` (substring), and spec fields as `spec.<path>=<value>` query parameters, "
+                "e.g. `?spec.data.kind=patch&spec.learner.width=64`.",
+    responses={**E422})
+def list_experiments(
+    request: Request, store: StoreDep,
+    status_: Annotated[list[Status], Query(alias="status", description="Any of these.")] = [],
+    tag: Annotated[str | None, Query(description="Has this tag.")] = None,
+    name: Annotated[str | None, Query(description="Name contains this.")] = None,
+    order: Annotated[Literal["created_desc", "created_asc"], Query()] = "created_desc",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="Opaque; from next_cursor.")] = None,
+) -> ExperimentPage:
+    spec_fields = {key[len("spec."):]: value for key, value in request.query_params.items()
+                   if key.startswith("spec.") and len(key) > len("spec.")}
+    return svc.list_page(store, status=status_, tag=tag, name=name, spec_fields=spec_fields,
+                         limit=limit, cursor=cursor, order=order)
+
+
+@router.get(
+    "/{experiment_id}", response_model=ExperimentRead, summary="Read an experiment",
+    description="Resolved spec, status, progress (step/total, fraction, ETA), timestamps, "
+                "worker, attempts, error, and the final summary once succeeded.",
+    responses={**E404})
+def read_experiment(experiment: ExperimentDep) -> ExperimentRead:
+    return svc.to_read(experiment)
+
+
+@router.post(
+    "/{experiment_id}/cancel", response_model=ExperimentRead, summary="Cancel an experiment",
+    description="A queued job is canceled at once; a running job gets `cancel_requested` and "
+                "its worker stops at the next step (status then becomes `canceled`). Canceling "
+                "a finished (succeeded, failed or canceled) job is a 409.",
+    responses={**E404, **E409})
+def cancel_experiment(experiment: ExperimentDep, store: StoreDep) -> ExperimentRead:
+    return svc.to_read(svc.cancel(store, experiment.id))
+
+
+@router.post(
+    "/{experiment_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=Submitted,
+    summary="Retry a failed or canceled experiment",
+    description="Creates and enqueues a NEW experiment with the same resolved spec and "
+                "`retry_of` pointing at this one. Any other status is a 409.",
+    responses={**E404, **E409})
+def retry_experiment(experiment: ExperimentDep, store: StoreDep, enqueue: EnqueueDep,
+                     response: Response) -> Submitted:
+    exp = svc.retry(store, enqueue, experiment.id)
+    response.headers["Location"] = svc.links(exp.id).self
+    return svc.submitted(exp)
+
+
+@router.delete(
+    "/{experiment_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
+    summary="Delete an experiment with its data",
+    description="Deletes the experiment, its metric points and matrices. A queued or running "
+                "experiment is canceled first (so its worker stops at the next step), then "
+                "deleted in the same request.",
+    responses={**E404})
+def delete_experiment(experiment: ExperimentDep, store: StoreDep) -> Response:
+    svc.delete(store, experiment.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{experiment_id}/metrics", response_model=MetricsRead, summary="Metric series",
+    description="Series of `(step, value)` points per (name, seed), e.g. `train/loss`, "
+                "`test/robust_accuracy/pgd_l2@4`, `corr/cluster/3`. `names` is a comma list "
+                "or repeated; `max_points` downsamples in the database.",
+    responses={**E404, **E422})
+def read_metrics(
+    experiment: ExperimentDep, store: StoreDep,
+    names: Annotated[list[str], Query(description="Metric names (comma list or repeated); "
+                                                  "all when absent.")] = [],
+    max_points: MaxPoints = None, since_step: SinceStep = None, seed: Seed = None,
+) -> Response:
+    return _json(svc.read_metrics(store, experiment.id, names=svc.split_names(names),
+                                  since_step=since_step, max_points=max_points, seed=seed))
+
+
+@router.get(
+    "/{experiment_id}/correlations", response_model=CorrelationsRead | MatrixRead,
+    summary="Correlation trajectories, or one full matrix",
+    description="Without `step`/`name`: every `corr/*` series (per-feature correlation over "
+                "steps) plus the stored matrix names and their steps. With `step` and/or "
+                "`name`: one full neuron × feature matrix (`name` may be omitted when only one "
+                "kind is recorded; `step` defaults to the latest); 404 when there is none.",
+    responses={**E404, **E422})
+def read_correlations(
+    experiment: ExperimentDep, store: StoreDep,
+    step: Annotated[int | None, Query(ge=0, description="Matrix at this step.")] = None,
+    name: Annotated[str | None, Query(description="Matrix name, e.g. cosine/cluster.")] = None,
+    seed: Seed = None, max_points: MaxPoints = None, since_step: SinceStep = None,
+) -> Response:
+    if step is not None or name is not None:
+        return _json(svc.read_matrix(store, experiment.id, name=name, step=step, seed=seed))
+    return _json(svc.read_correlations(store, experiment.id, since_step=since_step,
+                                       max_points=max_points, seed=seed))

@@ -1,0 +1,32 @@
+"""GET /v1/experiments/{id}/export.{csv,parquet}: every recorded series as one table."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Response
+
+from service.api.deps import ExperimentDep, StoreDep
+from service.export import COLUMNS, FORMATS, attachment, export_experiment
+from service.schemas import Error
+
+router = APIRouter(prefix="/experiments", tags=["export"])
+
+
+@router.get(
+    "/{experiment_id}/export.{fmt}", response_class=Response,
+    summary="Export all recorded series",
+    description=f"Long form, one row per point, columns {', '.join(COLUMNS)}; every point "
+                "(no downsampling), sorted by name, seed, step. Parquet files also carry the "
+                "resolved spec and the summary as JSON in the schema metadata (`advlab.spec`, "
+                "`advlab.summary`). A queued experiment exports the header only.",
+    responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}},
+                     "description": "The table."},
+               404: {"model": Error, "description": "No experiment with that id."}})
+def export_series(
+    experiment: ExperimentDep, store: StoreDep,
+    fmt: Annotated[Literal["csv", "parquet"], Path(description="File format.")],
+) -> Response:
+    content = export_experiment(store, experiment, fmt)
+    return Response(content, media_type=FORMATS[fmt],
+                    headers=attachment(f"advlab-{experiment.id}.{fmt}"))

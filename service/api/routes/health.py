@@ -1,0 +1,172 @@
+"""Liveness/readiness (GET /v1/health) and Prometheus metrics (GET /metrics).
+
+Every app gets its own CollectorRegistry (see `Telemetry`), so several apps in one process (tests)
+never share or double-register series. Job counts are read from the store at scrape time — the
+database, not the broker, is the source of truth for job state — and the broker's own queue depth
+is reported beside them (a difference means messages were lost and the reaper will re-send).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Iterable
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+
+from advcore import __version__
+from service.api.deps import SettingsDep, StoreDep
+from service.config import Settings
+from service.schemas import Health
+from service.store.base import ExperimentFilter, Store
+
+log = logging.getLogger("advlab.api")
+
+router = APIRouter(tags=["health"])
+STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
+JOB_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+RECENT_JOBS = 200  # the job-duration histogram covers this many most recent finished jobs
+
+
+def broker_ping(settings: Settings) -> None:
+    """Open (and close) a connection to the configured broker; raise if it cannot be reached."""
+    from worker.app import app_for  # no torch: the worker package sends tasks by name
+
+    with app_for(settings).connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2,
+                               timeout=2)
+
+
+def queue_depth(settings: Settings) -> int | None:
+    """Messages waiting in the broker queue, or None when the broker cannot tell us (fails
+    fast: a scrape must not hang on a broker that is down)."""
+    from worker.app import app_for
+
+    try:
+        with app_for(settings).connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=2)
+            declared = conn.default_channel.queue_declare(
+                queue=settings.queue, durable=True, auto_delete=False)
+            return int(declared.message_count)
+    except Exception as exc:
+        log.warning("could not read the broker queue depth: %s", exc)
+        return None
+
+
+class JobCollector:
+    """Scrape-time gauges/histograms computed from the store and the broker."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store, self.settings = store, settings
+
+    def collect(self) -> Iterable[Any]:
+        counts = self.store.counts_by_status()
+        jobs = GaugeMetricFamily("advlab_experiments", "Experiments by status.",
+                                 labels=["status"])
+        for status in STATUSES:
+            jobs.add_metric([status], float(counts.get(status, 0)))
+        yield jobs
+
+        depth = queue_depth(self.settings)
+        queue = GaugeMetricFamily("advlab_queue_depth",
+                                  "Messages waiting in the broker queue (not yet taken).")
+        if depth is not None:
+            queue.add_metric([], float(depth))
+        yield queue
+
+        yield self._durations()
+
+    def _durations(self) -> HistogramMetricFamily:
+        page = self.store.list_experiments(
+            ExperimentFilter(status=("succeeded", "failed")), limit=RECENT_JOBS)
+        durations = [(e.finished_at - e.started_at).total_seconds() for e in page.items
+                     if e.started_at is not None and e.finished_at is not None]
+        buckets = [(str(b), float(sum(d <= b for d in durations))) for b in JOB_BUCKETS]
+        buckets.append(("+Inf", float(len(durations))))
+        family = HistogramMetricFamily(
+            "advlab_job_duration_seconds",
+            f"Run time (start to finish) of the {RECENT_JOBS} most recent finished experiments.")
+        family.add_metric([], buckets, sum_value=sum(durations))
+        return family
+
+
+class Telemetry:
+    """Per-app registry: request latencies (middleware) plus the scrape-time job collector."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Histogram(
+            "advlab_http_request_duration_seconds", "HTTP request latency by route.",
+            ["method", "route", "status"], registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.registry.register(JobCollector(store, settings))
+
+
+class RequestTimer:
+    """ASGI middleware observing each request's latency under its route template
+    (`/v1/experiments/{experiment_id}`), matched against the app's OpenAPI paths so that a
+    label never carries an id (bounded cardinality)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._templates: list[tuple[Any, str]] | None = None
+
+    def _route(self, app: Any, path: str) -> str:
+        if self._templates is None:
+            from starlette.routing import compile_path
+
+            self._templates = [(compile_path(p)[0], p) for p in app.openapi()["paths"]]
+        return next((p for regex, p in self._templates if regex.match(path)), "other")
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status_code = 500
+
+        async def send_status(message: dict) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            app = scope.get("app")
+            telemetry = getattr(app.state, "telemetry", None) if app is not None else None
+            if telemetry is not None:
+                telemetry.requests.labels(
+                    scope["method"], self._route(app, scope["path"]), str(status_code)
+                ).observe(time.perf_counter() - start)
+
+
+@router.get("/v1/health", response_model=Health, summary="Liveness and readiness",
+            description="Pings the database and the broker. 200 when both answer, 503 (same "
+                        "body, status `degraded`) when either does not.",
+            responses={503: {"model": Health, "description": "Database or broker unreachable."}})
+def health(store: StoreDep, settings: SettingsDep) -> Response:
+    checks: dict[str, str] = {}
+    for name, ping in (("database", store.ping), ("broker", lambda: broker_ping(settings))):
+        try:
+            ping()
+            checks[name] = "ok"
+        except Exception as exc:  # report, don't raise: this is the readiness probe
+            checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+    ok = all(v == "ok" for v in checks.values())
+    body = Health(status="ok" if ok else "degraded", version=__version__, **checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            description="Experiments by status, broker queue depth, job durations and HTTP "
+                        "request latencies, in the Prometheus text format.",
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
+                             "description": "Prometheus exposition."}})
+def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.telemetry.registry),
+                    media_type=CONTENT_TYPE_LATEST)

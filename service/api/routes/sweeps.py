@@ -1,0 +1,114 @@
+"""/v1/sweeps: a base spec + grid over spec paths + seeds → member experiments, one sweep id.
+Thin: parse → call service/sweeps.py or service/sweep_views.py → return a schema."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Path, Query, Response, status
+
+from service import sweep_views as views
+from service import sweeps as svc
+from service.api.deps import EnqueueDep, SettingsDep, StoreDep
+from service.export import FORMATS as EXPORT_FORMATS
+from service.export import attachment
+from service.plots import FORMATS as PLOT_FORMATS
+from service.schemas import Error
+
+router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+
+SweepId = Annotated[str, Path(description="Sweep id.", min_length=1, max_length=64)]
+E404 = {404: {"model": Error, "description": "No sweep with that id."}}
+
+
+@router.post(
+    "", status_code=status.HTTP_202_ACCEPTED, response_model=views.SweepCreated,
+    summary="Start a sweep",
+    description="`base` is an experiment spec; `grid` maps dotted spec paths to value lists "
+                "(`{\"training.mode\": [\"standard\", \"adversarial\"]}`); the cartesian "
+                "product of the grid is crossed with `seeds`. With `seed_mode: batched` (the "
+                "default) each grid point is ONE experiment training all seeds as a batched "
+                "computation (`seeds: [...]`); with `separate`, one experiment per (point, "
+                "seed). Every member is validated as a full spec (422 naming the grid path or "
+                "base field at fault) and checked against the limits (413; "
+                "`max_sweep_members` caps the number of members); the sweep and all members "
+                "are committed in one transaction, then enqueued. `Idempotency-Key` makes "
+                "retries safe (replay: 200, nothing enqueued).",
+    responses={200: {"model": views.SweepCreated, "description": "Idempotency-Key replay."},
+               409: {"model": Error, "description": "Idempotency-Key reused for another "
+                                                    "sweep request."},
+               413: {"model": Error, "description": "A configured limit exceeded."},
+               422: {"model": Error, "description": "Invalid request or member spec."}})
+def create_sweep(
+    body: svc.SweepCreate, store: StoreDep, settings: SettingsDep, enqueue: EnqueueDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
+                                                  max_length=200)] = None,
+) -> views.SweepCreated:
+    sweep, created = svc.create(store, settings, enqueue, body, idempotency_key)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = views.links(sweep.id).self
+    summary = views.to_summary(sweep, store.sweep_experiments(sweep.id))
+    return views.SweepCreated(id=sweep.id, status=summary.status,
+                              experiment_ids=[m.experiment_id for m in sweep.members],
+                              links=views.links(sweep.id))
+
+
+@router.get("", response_model=list[views.SweepSummary], summary="List sweeps",
+            description="Newest first, with status counts of their members.")
+def list_sweeps(store: StoreDep,
+                limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[views.SweepSummary]:
+    return [views.to_summary(s, store.sweep_experiments(s.id))
+            for s in store.list_sweeps(limit=limit)]
+
+
+@router.get(
+    "/{sweep_id}", response_model=views.SweepRead, summary="Read a sweep",
+    description="Members (with their status and progress), status counts, and the aggregate "
+                "table: for each grid point, mean ± sample std over seeds (and n, min, max) of "
+                "every final number in the members' summaries (clean and robust accuracies, "
+                "final per-class / per-cluster correlations). Only succeeded members count.",
+    responses={**E404})
+def read_sweep(sweep_id: SweepId, store: StoreDep) -> views.SweepRead:
+    return views.read(store, sweep_id)
+
+
+@router.post(
+    "/{sweep_id}/cancel", response_model=views.SweepRead, summary="Cancel a sweep",
+    description="Cancels every member still queued or running; finished members are kept.",
+    responses={**E404})
+def cancel_sweep(sweep_id: SweepId, store: StoreDep) -> views.SweepRead:
+    svc.cancel(store, sweep_id)
+    return views.read(store, sweep_id)
+
+
+@router.get(
+    "/{sweep_id}/export.{fmt}", response_class=Response, summary="Export a sweep's series",
+    description="Every recorded point of every member as one long-form table: one column per "
+                "grid path, then `experiment_id, name, seed, step, value`. Parquet carries the "
+                "grid, seeds, base spec and aggregate table as JSON schema metadata.",
+    responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}},
+                     "description": "The table."}, **E404})
+def export_sweep(sweep_id: SweepId, store: StoreDep,
+                 fmt: Annotated[Literal["csv", "parquet"], Path()]) -> Response:
+    sweep = store.get_sweep(sweep_id)
+    return Response(views.export(store, sweep, fmt), media_type=EXPORT_FORMATS[fmt],
+                    headers=attachment(f"sweep-{sweep_id}.{fmt}"))
+
+
+@router.get(
+    "/{sweep_id}/plots/{metric:path}.{fmt}", response_class=Response,
+    summary="Mean ± std band plot of one metric over a sweep",
+    description="One line per grid point: the mean over seeds of the metric's series "
+                "(e.g. `test/clean_accuracy`, `test/robust_accuracy/pgd_l2@1`) with a ± std "
+                "band. 404 for an unknown sweep; 409 while no member has recorded the metric.",
+    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}},
+                     "description": "The image."},
+               **E404, 409: {"model": Error, "description": "No data for this metric (yet)."}})
+def plot_sweep(sweep_id: SweepId, store: StoreDep,
+               metric: Annotated[str, Path(description="Metric name (may contain `/`).")],
+               fmt: Annotated[Literal["png", "svg"], Path()]) -> Response:
+    sweep = store.get_sweep(sweep_id)
+    return Response(views.plot(store, sweep, metric, fmt), media_type=PLOT_FORMATS[fmt],
+                    headers={"Cache-Control": "no-store"})

@@ -1,0 +1,196 @@
+"""Errors → HTTP, in one place.
+
+- Validation errors become 422 `{"detail": [{loc, msg, type}]}` where `loc` is the JSON path of
+  the offending field (`["body", "data", "d"]`): pydantic's own locations also name union members
+  (`multi_cluster`, `float`, ...), which a client cannot map back onto its document, so they are
+  stripped by walking the spec's type tree (service.spec_paths).
+- Store domain errors: NotFound → 404, IllegalTransition → 409, SchemaOutOfDate → 503.
+- Bodies over `settings.max_body_bytes` are refused with 413 by `BodyLimitMiddleware` BEFORE
+  anything parses them (Content-Length checked first, then the streamed bytes are counted, so a
+  chunked upload without a length cannot get around it).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from service.spec_paths import json_path, kinds_at
+from service.store.base import IllegalTransition, NotFound, SchemaOutOfDate
+
+
+class LimitExceeded(Exception):
+    """A spec within the schema but over a configured size limit (413 naming the limit)."""
+
+    def __init__(self, limit: str, value: int, maximum: int, loc: list[str | int]) -> None:
+        self.limit, self.value, self.maximum, self.loc = limit, value, maximum, loc
+        path = ".".join(map(str, loc[1:] if loc[:1] == ["body"] else loc))
+        super().__init__(f"{path} = {value} exceeds the limit "
+                         f"{limit} = {maximum} (configurable: ADVLAB_{limit.upper()})")
+
+
+class FieldError(Exception):
+    """A bad request parameter found after parsing (422 in the same shape as validation)."""
+
+    def __init__(self, loc: list[str | int], msg: str, type: str = "value_error") -> None:
+        self.loc, self.msg, self.type = loc, msg, type
+        super().__init__(msg)
+
+
+class Conflict(Exception):
+    """A request that cannot be honoured in the current state (409) — outside the store."""
+
+
+def _body_error(err: dict[str, Any]) -> dict[str, Any]:
+    loc = list(err.get("loc", ()))
+    typ = err.get("type", "value_error")
+    msg = err.get("msg", "invalid value")
+    if typ == "json_invalid":
+        ctx = err.get("ctx") or {}
+        reason = ctx.get("error", msg)
+        at = f" at character {loc[1]}" if len(loc) > 1 else ""
+        return {"loc": ["body"], "msg": f"malformed JSON{at}: {reason}", "type": "json_invalid"}
+    if loc and loc[0] == "body":
+        loc = ["body", *json_path(loc[1:])]
+    if typ == "union_tag_not_found":  # e.g. "data": {"d": 20} without its kind
+        tags = kinds_at([p for p in loc[1:]])
+        if tags:
+            msg = f"missing `kind`: one of {', '.join(tags)}"
+    path = ".".join(str(p) for p in loc[1:]) if len(loc) > 1 else ""
+    if path and path not in msg:
+        msg = f"{path}: {msg}"
+    return {"loc": loc, "msg": msg, "type": typ}
+
+
+def validation_detail(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per JSON path: the alternatives of a union (`alpha` as a number, or as a
+    [lo, hi] list) become one message instead of several entries at the same path."""
+    merged: dict[tuple, dict[str, Any]] = {}
+    for err in map(_body_error, errors):
+        key = tuple(err["loc"])
+        if key in merged:
+            merged[key]["msg"] += f"; or {err['msg'].split(': ', 1)[-1]}"
+        else:
+            merged[key] = err
+    return list(merged.values())
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = validation_detail(list(exc.errors()))
+        whole_body = [d for d in detail if d["loc"] == ["body"]]
+        if whole_body and whole_body[0]["type"] == "missing":
+            whole_body[0]["msg"] = ("request body is empty: send the experiment spec as JSON "
+                                    "(`{}` takes every default)")
+        elif whole_body and whole_body[0]["type"] == "model_attributes_type":
+            content_type = request.headers.get("content-type", "")
+            if "json" not in content_type:  # the body was never read as JSON
+                return _error(415, f"send the experiment spec as JSON with "
+                                   f"`Content-Type: application/json` (got "
+                                   f"{content_type or 'no Content-Type'!r})")
+            whole_body[0]["msg"] = "the experiment spec must be a JSON object"
+        return _error(422, detail)
+
+    @app.exception_handler(LimitExceeded)
+    async def _limit(request: Request, exc: LimitExceeded) -> JSONResponse:
+        return _error(413, [{"loc": exc.loc, "msg": str(exc), "type": f"limit.{exc.limit}"}])
+
+    @app.exception_handler(FieldError)
+    async def _field(request: Request, exc: FieldError) -> JSONResponse:
+        return _error(422, [{"loc": exc.loc, "msg": exc.msg, "type": exc.type}])
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return _error(404, str(exc) or "experiment not found")
+
+    @app.exception_handler(IllegalTransition)
+    async def _conflict(request: Request, exc: IllegalTransition) -> JSONResponse:
+        return _error(409, str(exc) or "illegal status transition")
+
+    @app.exception_handler(Conflict)
+    async def _conflict2(request: Request, exc: Conflict) -> JSONResponse:
+        return _error(409, str(exc))
+
+    @app.exception_handler(SchemaOutOfDate)
+    async def _schema(request: Request, exc: SchemaOutOfDate) -> JSONResponse:
+        return _error(503, f"database schema out of date: {exc} (run `advlab migrate`)")
+
+
+# --------------------------------------------------------------------------- body size
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over `max_bytes` with 413 before the app reads any of it.
+
+    The body is buffered (it is at most `max_bytes`) and replayed to the app, so an oversize
+    streamed body is detected before a single byte reaches the JSON parser."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                await self._refuse(send, 400, "invalid Content-Length header")
+                return
+            if declared > self.max_bytes:
+                await self._too_large(send, declared)
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._too_large(send, size)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Any, size: int) -> None:
+        await self._refuse(send, 413, f"request body of {size} bytes exceeds the limit "
+                                      f"max_body_bytes = {self.max_bytes} "
+                                      f"(configurable: ADVLAB_MAX_BODY_BYTES)")
+
+    @staticmethod
+    async def _refuse(send: Any, status: int, detail: str) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,225 @@
+"""Service functions behind the experiment routes: routers parse, call one of these, return a
+schema. Everything here talks to the store interface (service.store.base) and to an `enqueue`
+callable, never to SQL or Celery directly, so the rules live in one place:
+
+- a job is enqueued only after its row is committed (create_experiment commits before returning);
+- an enqueue failure never loses a job: the row stays `queued` and the reaper re-enqueues it;
+- an Idempotency-Key replay returns the original job and enqueues nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from itertools import groupby
+from operator import attrgetter
+from typing import Callable, Literal, Sequence
+
+from pydantic import ValidationError
+
+from advcore import __version__ as ADVCORE_VERSION
+from advcore.spec import ExperimentSpec
+from service.config import Settings
+from service.errors import Conflict, FieldError
+from service.limits import check_limits
+from service.schemas import (CorrelationsRead, ExperimentPage, ExperimentRead, Links, MatrixRead,
+                             MetricsRead, Progress, Series, Submitted)
+from service.spec_paths import spec_path_exists
+from service.store.base import (TERMINAL, Experiment, ExperimentFilter, IllegalTransition,
+                                MetricPoint, NotFound, Store)
+
+log = logging.getLogger("advlab.api")
+
+Enqueue = Callable[[str], None]
+RETRYABLE = frozenset({"failed", "canceled"})
+
+
+# --------------------------------------------------------------------------- read models
+
+
+def links(experiment_id: str) -> Links:
+    base = f"/v1/experiments/{experiment_id}"
+    return Links(self=base, metrics=f"{base}/metrics", correlations=f"{base}/correlations",
+                 cancel=f"{base}/cancel", retry=f"{base}/retry")
+
+
+def _eta_s(exp: Experiment, now: datetime) -> float | None:
+    """Linear extrapolation of the elapsed time per step; only while running with progress."""
+    if exp.status != "running" or exp.started_at is None or exp.step <= 0:
+        return None
+    started = exp.started_at
+    if started.tzinfo is None:  # SQLite drops the zone; the store writes UTC
+        started = started.replace(tzinfo=timezone.utc)
+    elapsed = max((now - started).total_seconds(), 0.0)
+    return elapsed / exp.step * max(exp.total_steps - exp.step, 0)
+
+
+def to_read(exp: Experiment) -> ExperimentRead:
+    total = max(exp.total_steps, 0)
+    fraction = min(exp.step / total, 1.0) if total else 0.0
+    if exp.status == "succeeded":
+        fraction = 1.0
+    progress = Progress(step=exp.step, total=total, fraction=fraction,
+                        eta_s=_eta_s(exp, datetime.now(timezone.utc)))
+    return ExperimentRead(
+        id=exp.id, name=exp.name, tags=list(exp.tags), status=exp.status, spec=exp.spec,
+        spec_hash=exp.spec_hash, advlab_version=exp.spec.get("advlab_version"),
+        progress=progress, attempts=exp.attempts, worker=exp.worker,
+        cancel_requested=exp.cancel_requested, created_at=exp.created_at,
+        started_at=exp.started_at, finished_at=exp.finished_at, heartbeat_at=exp.heartbeat_at,
+        error=exp.error, summary=exp.summary, retry_of=exp.retry_of, links=links(exp.id))
+
+
+def submitted(exp: Experiment) -> Submitted:
+    return Submitted(id=exp.id, status=exp.status, links=links(exp.id))
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _enqueue_after_commit(enqueue: Enqueue, experiment_id: str) -> None:
+    try:
+        enqueue(experiment_id)
+    except Exception:  # the row stays queued; the reaper re-enqueues unpicked queued jobs
+        log.exception("enqueue of experiment %s failed; left queued for the reaper", experiment_id)
+
+
+def _create(store: Store, spec: ExperimentSpec, *, idempotency_key: str | None = None,
+            retry_of: str | None = None) -> tuple[Experiment, bool]:
+    resolved = spec.resolve()
+    resolved.advlab_version = ADVCORE_VERSION
+    return store.create_experiment(
+        name=resolved.name, tags=list(resolved.tags), spec=resolved.model_dump(mode="json"),
+        spec_hash=resolved.spec_hash(), total_steps=resolved.total_steps,
+        idempotency_key=idempotency_key, retry_of=retry_of)
+
+
+def submit(store: Store, settings: Settings, enqueue: Enqueue, spec: ExperimentSpec,
+           idempotency_key: str | None = None) -> tuple[Experiment, bool]:
+    """Check limits, store the resolved spec (committed), then enqueue. Returns (job, created);
+    created is False on an Idempotency-Key replay (nothing is enqueued again). Reusing a key for
+    a different spec is a Conflict rather than a silent answer about another job."""
+    check_limits(spec, settings)
+    exp, created = _create(store, spec, idempotency_key=idempotency_key)
+    if not created:
+        if exp.spec_hash != spec.spec_hash():
+            raise Conflict(f"Idempotency-Key {idempotency_key!r} was already used for experiment "
+                           f"{exp.id} with a different spec")
+        return exp, False
+    _enqueue_after_commit(enqueue, exp.id)
+    return exp, True
+
+
+def retry(store: Store, enqueue: Enqueue, experiment_id: str) -> Experiment:
+    """A failed or canceled job → a NEW queued job with the same spec and `retry_of` set."""
+    old = store.get_experiment(experiment_id)
+    if old.status not in RETRYABLE:
+        raise Conflict(f"experiment {experiment_id} is {old.status}; only failed or canceled "
+                       "experiments can be retried")
+    try:
+        spec = ExperimentSpec.model_validate(old.spec)
+    except ValidationError as exc:  # stored by an older advlab whose spec schema differed
+        raise Conflict(f"the stored spec of {experiment_id} no longer validates; submit a "
+                       f"corrected spec instead: {exc.errors()[0]['msg']}") from None
+    exp, _ = _create(store, spec, retry_of=old.id)
+    _enqueue_after_commit(enqueue, exp.id)
+    return exp
+
+
+def cancel(store: Store, experiment_id: str) -> Experiment:
+    """queued → canceled at once; running → cancel requested (the worker stops at its next
+    step); a terminal job raises IllegalTransition (409)."""
+    return store.request_cancel(experiment_id)
+
+
+def delete(store: Store, experiment_id: str) -> None:
+    """Delete a job with all its points and matrices. A queued or running job is canceled first,
+    so a worker that already holds it stops at its next step instead of running on for nothing
+    (its later writes find no current attempt and it stops quietly)."""
+    exp = store.get_experiment(experiment_id)
+    if exp.status not in TERMINAL:
+        try:
+            store.request_cancel(experiment_id)
+        except IllegalTransition:  # it finished in between: nothing left to stop
+            log.info("experiment %s finished while being deleted", experiment_id)
+    store.delete_experiment(experiment_id)
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def list_page(store: Store, *, status: Sequence[str], tag: str | None, name: str | None,
+              spec_fields: dict[str, str], limit: int, cursor: str | None,
+              order: Literal["created_desc", "created_asc"]) -> ExperimentPage:
+    for path in spec_fields:
+        if not spec_path_exists(path.split(".")):
+            raise FieldError(["query", f"spec.{path}"], f"spec.{path}: no such spec field",
+                             "unknown_spec_field")
+    flt = ExperimentFilter(status=tuple(status), tag=tag, name_contains=name,
+                           spec_fields=dict(spec_fields))
+    try:
+        page = store.list_experiments(flt, limit=limit, cursor=cursor, order=order)
+    except ValueError as exc:  # the store's only ValueError here: a cursor it did not issue
+        raise FieldError(["query", "cursor"], f"cursor: {exc}", "invalid_cursor") from None
+    return ExperimentPage(items=[to_read(e) for e in page.items], next_cursor=page.next_cursor)
+
+
+def split_names(names: Sequence[str]) -> list[str] | None:
+    """`?names=a,b&names=c` → ["a", "b", "c"]; nothing → None (all series)."""
+    out = [n.strip() for raw in names for n in raw.split(",") if n.strip()]
+    return out or None
+
+
+def _series(points_by_name: dict[str, list[MetricPoint]]) -> list[Series]:
+    """Store series (sorted by seed, then step) → one Series per (name, seed)."""
+    out: list[Series] = []
+    for name in sorted(points_by_name):
+        for seed, group in groupby(points_by_name[name], key=attrgetter("seed")):
+            # built from the store's typed points: skip re-validating up to 10^5 tuples
+            out.append(Series.model_construct(name=name, seed=seed,
+                                              points=[(p.step, p.value) for p in group]))
+    return out
+
+
+def read_metrics(store: Store, experiment_id: str, *, names: list[str] | None,
+                 since_step: int | None, max_points: int | None,
+                 seed: int | None) -> MetricsRead:
+    store.get_experiment(experiment_id)  # 404 before an empty answer
+    points = store.get_metrics(experiment_id, names=names, since_step=since_step,
+                               max_points=max_points, seed=seed)
+    return MetricsRead(experiment_id=experiment_id, series=_series(points))
+
+
+def read_correlations(store: Store, experiment_id: str, *, since_step: int | None,
+                      max_points: int | None, seed: int | None) -> CorrelationsRead:
+    """All `corr/*` trajectories plus the names and steps of the stored matrices."""
+    store.get_experiment(experiment_id)
+    names = [n for n in store.metric_names(experiment_id) if n.startswith("corr/")]
+    points = (store.get_metrics(experiment_id, names=names, since_step=since_step,
+                                max_points=max_points, seed=seed) if names else {})
+    return CorrelationsRead(experiment_id=experiment_id, series=_series(points),
+                            matrices=store.matrix_steps(experiment_id))
+
+
+def read_matrix(store: Store, experiment_id: str, *, name: str | None, step: int | None,
+                seed: int | None) -> MatrixRead:
+    """One full matrix; `name` may be left out when the experiment records only one kind;
+    `step` defaults to the latest. NotFound (404) when there is no such matrix."""
+    store.get_experiment(experiment_id)
+    if name is None:
+        available = sorted(store.matrix_steps(experiment_id))
+        if len(available) != 1:
+            raise NotFound(f"experiment {experiment_id} has no single correlation matrix kind; "
+                           f"pass name= one of {available}" if available else
+                           f"experiment {experiment_id} has no correlation matrices")
+        name = available[0]
+    matrix = store.get_matrix(experiment_id, name, step=step, seed=seed)
+    if matrix is None:
+        at = f" at step {step}" if step is not None else ""
+        for_seed = f" for seed {seed}" if seed is not None else ""
+        raise NotFound(f"experiment {experiment_id} has no matrix {name!r}{at}{for_seed}")
+    values = [list(map(float, row)) for row in matrix.values]
+    return MatrixRead(experiment_id=experiment_id, name=matrix.name, step=matrix.step,
+                      seed=matrix.seed, rows=len(values), cols=len(values[0]) if values else 0,
+                      values=values, row_labels=list(matrix.row_labels),
+                      col_labels=list(matrix.col_labels))

@@ -1,0 +1,125 @@
+"""HTTP schemas by role. The request body of a submit IS the experiment spec (advcore.spec), so
+the service and local runs validate exactly the same thing; responses are built from the store's
+domain objects by the service functions in service/experiments.py."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, Field
+
+from advcore.spec import ExperimentSpec
+
+Status = Literal["queued", "running", "succeeded", "failed", "canceled"]
+
+# The submit body: the full spec, every field optional with a documented default.
+ExperimentCreate = ExperimentSpec
+
+
+class Links(BaseModel):
+    self: str
+    metrics: str
+    correlations: str
+    cancel: str
+    retry: str
+
+
+class Submitted(BaseModel):
+    """Answer to a submit or a retry: the new (or, on an Idempotency-Key replay, the old) job."""
+
+    id: str
+    status: Status
+    links: Links
+
+
+class Progress(BaseModel):
+    step: int = Field(description="Last completed step (epoch).")
+    total: int = Field(description="Total steps (training.epochs).")
+    fraction: float = Field(description="step / total, in [0, 1].")
+    eta_s: float | None = Field(
+        None, description="Estimated seconds left (running jobs with progress only).")
+
+
+class ExperimentRead(BaseModel):
+    id: str
+    name: str
+    tags: list[str]
+    status: Status
+    spec: dict[str, Any] = Field(description="The resolved spec (every default filled in).")
+    spec_hash: str = Field(description="sha256 of the canonical spec (name and tags excluded).")
+    advlab_version: str | None = Field(None, description="advlab version that accepted the spec.")
+    progress: Progress
+    attempts: int = Field(description="How many times a worker started it (re-queues add one).")
+    worker: str | None
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    error: str | None
+    summary: dict[str, Any] | None = Field(None, description="Final summary once succeeded.")
+    retry_of: str | None = Field(None, description="The experiment this one retries.")
+    links: Links
+
+
+class ExperimentPage(BaseModel):
+    items: list[ExperimentRead]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` to get the next page; null on the last page.")
+
+
+class Series(BaseModel):
+    name: str
+    seed: int
+    points: list[tuple[int, float]] = Field(description="[[step, value], ...] sorted by step.")
+
+
+class MetricsRead(BaseModel):
+    experiment_id: str
+    series: list[Series]
+
+
+class CorrelationsRead(BaseModel):
+    """Per-feature correlation trajectories (`corr/*` series) and which matrices exist."""
+
+    experiment_id: str
+    series: list[Series]
+    matrices: dict[str, list[int]] = Field(
+        description="Matrix name → steps at which a full neuron × feature matrix is stored.")
+
+
+class MatrixRead(BaseModel):
+    """One full neuron × feature matrix (e.g. `cosine/cluster`) at one step for one seed."""
+
+    experiment_id: str
+    name: str
+    step: int
+    seed: int
+    rows: int
+    cols: int
+    values: list[list[float]]
+    row_labels: list[str]
+    col_labels: list[str]
+
+
+CorrelationsResponse = Union[CorrelationsRead, MatrixRead]
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int] = Field(description='JSON path, e.g. ["body", "data", "d"].')
+    msg: str
+    type: str
+
+
+class Error(BaseModel):
+    """Every error body: `detail` is a message, or a list of field errors (422 / 413 limits)."""
+
+    detail: str | list[ErrorItem]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: str
+    broker: str
+    version: str
