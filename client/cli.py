@@ -51,12 +51,164 @@ def serve(
 @app.command()
 def worker(
     concurrency: int = typer.Option(1, help="Jobs run at once by this worker."),
-    queues: str = typer.Option("advlab", help="Comma-separated queues to consume."),
+    queues: Optional[str] = typer.Option(
+        None, help="Comma-separated queues to consume (default: ADVLAB_QUEUE, 'advlab')."),
 ) -> None:
     """Start one more Celery worker against the configured database and broker."""
     from worker.launch import run_worker
 
     run_worker(concurrency=concurrency, queues=queues)
+
+
+# --------------------------------------------------------------------------- against a server
+# Exit codes: 0 ok, 1 job failed (or server error / unreachable), 2 usage error (bad arguments
+# or a request the server refused: 422 names the spec path). Implementations: client/remote.py.
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _server() -> str:
+    return typer.Option(DEFAULT_URL, "--server", envvar="ADVLAB_URL", metavar="URL",
+                        help="advlab server URL (env ADVLAB_URL).")
+
+
+@app.command()
+def submit(
+    spec: str = typer.Argument(..., help="Spec file (JSON) or template name (`advlab templates`)."),
+    set_: list[str] = typer.Option([], "--set", metavar="PATH=VALUE",
+                                   help="Override a spec field, e.g. --set training.mode=adversarial "
+                                        "(VALUE parsed as JSON when it can be). Repeatable."),
+    wait: bool = typer.Option(False, "--wait", "-w", help="Wait with a progress bar; exit 1 if it fails."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+    idempotency_key: Optional[str] = typer.Option(None, help="Makes retrying this submit safe."),
+    server: str = _server(),
+) -> None:
+    """Submit an experiment to the server; prints its id (the server validates the spec)."""
+    from client import remote
+
+    remote.submit(server, spec, set_, wait, quiet, idempotency_key)
+
+
+@app.command("ls")
+def list_(
+    status: list[str] = typer.Option([], "--status", "-s", help="queued|running|succeeded|failed|canceled (repeatable)."),
+    tag: Optional[str] = typer.Option(None, help="Has this tag."),
+    name: Optional[str] = typer.Option(None, help="Name contains this."),
+    where: list[str] = typer.Option([], "--where", metavar="PATH=VALUE",
+                                    help="Spec field filter, e.g. --where data.kind=patch (repeatable)."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="At most this many (newest first)."),
+    as_json: bool = typer.Option(False, "--json", help="JSON instead of a table."),
+    server: str = _server(),
+) -> None:
+    """List experiments (newest first) with status, progress and key results."""
+    from client import remote
+
+    remote.ls(server, status, tag, name, where, limit, as_json)
+
+
+@app.command()
+def show(
+    experiment_id: str = typer.Argument(..., metavar="ID"),
+    as_json: bool = typer.Option(False, "--json", help="The full JSON (spec included)."),
+    server: str = _server(),
+) -> None:
+    """Status, progress, spec outline and summary of one experiment."""
+    from client import remote
+
+    remote.show(server, experiment_id, as_json)
+
+
+@app.command()
+def cancel(experiment_id: str = typer.Argument(..., metavar="ID"), server: str = _server()) -> None:
+    """Cancel a queued or running experiment."""
+    from client import remote
+
+    remote.cancel(server, experiment_id)
+
+
+@app.command()
+def metrics(
+    experiment_id: str = typer.Argument(..., metavar="ID"),
+    names: Optional[str] = typer.Option(None, help="Comma list of metric names (default: all)."),
+    csv: bool = typer.Option(False, "--csv", help="Every point as CSV (name,seed,step,value) on stdout."),
+    max_points: Optional[int] = typer.Option(None, min=4, help="Downsample each series."),
+    seed: Optional[int] = typer.Option(None, help="Only this seed."),
+    server: str = _server(),
+) -> None:
+    """Metric series: a table (points, last, min, max per series) or --csv."""
+    from client import remote
+
+    remote.metrics(server, experiment_id, names, csv, max_points, seed)
+
+
+@app.command()
+def plot(
+    experiment_id: str = typer.Argument(..., metavar="ID"),
+    name: str = typer.Argument(..., help="learning_curves | robust_vs_radius | correlations | cosine"),
+    output: Path = typer.Option(..., "--output", "-o", help="File to write (.png or .svg)."),
+    seed: Optional[int] = typer.Option(None, help="Only this seed."),
+    step: Optional[int] = typer.Option(None, help="cosine: the matrix at this epoch."),
+    matrix: Optional[str] = typer.Option(None, help="cosine: one matrix, e.g. cosine/robust."),
+    server: str = _server(),
+) -> None:
+    """Save a rendered plot of an experiment."""
+    from client import remote
+
+    remote.plot(server, experiment_id, name, output, seed, step, matrix)
+
+
+@app.command()
+def export(
+    experiment_id: str = typer.Argument(..., metavar="ID"),
+    output: Path = typer.Option(..., "--output", "-o", help="File to write (.csv or .parquet)."),
+    server: str = _server(),
+) -> None:
+    """Download every recorded series (long form: experiment_id,name,seed,step,value)."""
+    from client import remote
+
+    remote.export(server, experiment_id, output)
+
+
+@app.command()
+def templates(
+    name: Optional[str] = typer.Argument(None, help="Print this template's spec as JSON."),
+    server: str = _server(),
+) -> None:
+    """List the experiment templates of the three papers, or print one's spec."""
+    from client import remote
+
+    remote.templates(server, name)
+
+
+@app.command()
+def compare(
+    ids: list[str] = typer.Argument(..., metavar="ID...", help="Two or more experiment ids."),
+    server: str = _server(),
+) -> None:
+    """Experiments side by side: spec differences and summaries."""
+    from client import remote
+
+    remote.compare(server, ids)
+
+
+@app.command()
+def sweep(
+    spec: str = typer.Argument(..., help="Base spec file (JSON) or template name."),
+    grid: list[str] = typer.Option([], "--grid", "-g", metavar="PATH=V1,V2",
+                                   help="A grid axis, e.g. --grid training.mode=standard,adversarial "
+                                        "or --grid 'learner.widths=[[16],[256]]'. Repeatable."),
+    seeds: Optional[str] = typer.Option(None, help="Comma list of seeds, e.g. 0,1,2."),
+    set_: list[str] = typer.Option([], "--set", metavar="PATH=VALUE", help="Override the base spec."),
+    name: str = typer.Option("sweep", help="Sweep name."),
+    seed_mode: str = typer.Option("batched", help="batched (one job per grid point) | separate."),
+    wait: bool = typer.Option(False, "--wait", "-w", help="Wait, then print the aggregate table."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    server: str = _server(),
+) -> None:
+    """Submit a sweep: base spec × grid × seeds; with --wait prints mean ± std per grid point."""
+    from client import remote
+
+    remote.sweep(server, spec, grid, seeds, set_, name, seed_mode, wait, quiet)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     max_epochs: int = 100_000
     max_radii: int = 64
     max_seeds: int = 64
+    max_sweep_members: int = 256  # experiments one sweep may create (service.sweeps)
 
     # job liveness
     heartbeat_s: float = 5.0  # worker heartbeat period while a job runs
@@ -34,6 +35,10 @@ class Settings(BaseSettings):
     reap_every_s: float = 10.0
     max_attempts: int = 3
     metric_batch: int = 500  # metric points per bulk insert
+    lost_queued_after_s: float = 120.0  # a queued row this old, broker queue empty twice: re-sent
+
+    # broker
+    queue: str = "advlab"  # Celery queue the API sends to and workers consume
 
     @property
     def resolved_database_url(self) -> str:
