@@ -61,12 +61,17 @@ E = ExperimentRow.__table__
 
 def _to_sweep(row: sa.Row, members: Sequence[sa.Row]) -> Sweep:
     m = row._mapping
+    grid = [(g["path"], list(g["values"])) for g in m["grid"]]
+
+    def in_grid_order(point: dict[str, Any]) -> dict[str, Any]:  # JSONB reorders object keys
+        return {path: point[path] for path, _ in grid if path in point}
+
     return Sweep(
         id=m["id"], name=m["name"], tags=list(m["tags"]), base_spec=dict(m["base_spec"]),
-        grid=[(g["path"], list(g["values"])) for g in m["grid"]], seeds=[int(s) for s in m["seeds"]],
-        seed_mode=m["seed_mode"], created_at=m["created_at"], idempotency_key=m["idempotency_key"],
+        grid=grid, seeds=[int(s) for s in m["seeds"]], seed_mode=m["seed_mode"],
+        created_at=m["created_at"], idempotency_key=m["idempotency_key"],
         members=[SweepMember(experiment_id=r.experiment_id, point_index=r.point_index,
-                             point=dict(r.point), seeds=[int(s) for s in r.seeds])
+                             point=in_grid_order(r.point), seeds=[int(s) for s in r.seeds])
                  for r in members])
 
 

@@ -3,7 +3,8 @@
 The store is the only channel between a worker and the API, so the stream polls it (every
 `poll_s`) and sends what changed since the last look:
 
-- `status`   {"status", "attempts", "error", "cancel_requested"} when the status changes;
+- `status`   {"status", "attempts", "worker", "started_at", "error", "cancel_requested"} when
+             the status changes;
 - `progress` {"step", "total", "fraction", "eta_s"} when the step changes;
 - `metrics`  {"names": [...], "points": [[name, seed, step, value], ...]}: points not sent yet
              (the event `id` is their last step; a reconnecting EventSource sends it back as
@@ -77,9 +78,10 @@ async def event_stream(request: Request, store: Store, experiment_id: str, *, po
         last_attempt = exp.attempts
         if exp.status != last_status:
             last_status = exp.status
-            frames.append(sse("status", {"status": exp.status, "attempts": exp.attempts,
-                                         "error": exp.error,
-                                         "cancel_requested": exp.cancel_requested}))
+            frames.append(sse("status", {
+                "status": exp.status, "attempts": exp.attempts, "worker": exp.worker,
+                "started_at": exp.started_at.isoformat() if exp.started_at else None,
+                "error": exp.error, "cancel_requested": exp.cancel_requested}))
         read = to_read(exp)
         if read.progress.step != last_step:
             last_step = read.progress.step

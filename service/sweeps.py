@@ -1,0 +1,309 @@
+"""Sweeps: a base spec + a grid over dotted spec paths + seeds → member experiments, one sweep id.
+
+Expansion. The grid is a cartesian product, in the order the paths were given. Each grid point
+sets its values into a copy of the base spec (`training.mode`, `learner.width`,
+`evaluation.attacks.0.radii`: dotted paths, list indices as numbers) and is validated as a full
+experiment spec; errors name the grid path (or the base path) that caused them.
+
+Seeds. `seed_mode="batched"` (the default) makes ONE member per grid point with `seeds: [...]`:
+every advcore learner trains its seeds as one batched computation (contract 2: S batched seeds ==
+S separate runs), so the sweep costs one job per point and no per-seed overhead. A batched
+member fails or is canceled as a whole. `seed_mode="separate"` makes one member per (point,
+seed), which spreads the seeds of a point over several workers. Both give the same aggregate.
+
+Aggregate. For each grid point, the per-seed final numbers are read from the members' summaries
+(a batched summary carries one entry per seed under "seeds") and reduced to mean, sample std
+(n-1; null for a single seed), min, max and n, under metric-style keys: `test/clean_accuracy`,
+`test/robust_accuracy/pgd_l2@4`, `fine/test/clean_accuracy`, `corr/robust/0`, `corr/cluster/3`
+(max over neurons of the final cosine with cluster mean j).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+from typing import Any, Callable, Iterable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from advcore import __version__ as ADVCORE_VERSION
+from advcore.spec import ExperimentSpec, format_radius
+from service.config import Settings
+from service.errors import Conflict, FieldError, LimitExceeded
+from service.limits import check_limits
+from service.spec_paths import json_path, spec_path_exists
+from service.store.base import TERMINAL, Experiment, NewSweepMember, Store, Sweep
+
+Enqueue = Callable[[str], None]
+SeedMode = Literal["batched", "separate"]
+FORBIDDEN_GRID_PATHS = {"seed", "seeds", "name", "tags", "advlab_version"}
+STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
+
+
+class SweepCreate(BaseModel):
+    """A sweep request: `base` spec + `grid` {dotted spec path: [values]} + `seeds`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("sweep", max_length=200)
+    tags: list[str] = Field(default_factory=list, max_length=32)
+    base: dict[str, Any] = Field(default_factory=dict,
+                                 description="Base experiment spec (every field has a default).")
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="Dotted spec path → values, e.g. {\"training.mode\": [\"standard\", "
+                    "\"adversarial\"]}; the members are the cartesian product, in this order.")
+    seeds: list[int] | None = Field(
+        None, min_length=1, max_length=64,
+        description="Seeds of every grid point (default: the base spec's seeds, else its seed).")
+    seed_mode: SeedMode = Field(
+        "batched", description="batched: one member per grid point training all its seeds as "
+                               "one batched job; separate: one member per (point, seed).")
+
+    @field_validator("grid")
+    @classmethod
+    def _check_grid(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for path, values in grid.items():
+            if path in FORBIDDEN_GRID_PATHS:
+                raise ValueError(f"grid path {path!r} is not allowed (use the sweep's `seeds`, "
+                                 "`name` and `tags`)")
+            if not spec_path_exists(path.split(".")):
+                raise ValueError(f"grid path {path!r}: no such spec field")
+            if not values:
+                raise ValueError(f"grid path {path!r} needs at least one value")
+        return grid
+
+    @field_validator("seeds")
+    @classmethod
+    def _check_seeds(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None:
+            if len(set(seeds)) != len(seeds):
+                raise ValueError("seeds must be distinct")
+            if any(not 0 <= s <= 2**31 - 1 for s in seeds):
+                raise ValueError("seeds must be in [0, 2^31 - 1]")
+        return seeds
+
+
+# --------------------------------------------------------------------------- expansion
+
+
+def set_path(doc: dict[str, Any], path: str, value: Any) -> None:
+    """Set `value` at a dotted path in a JSON document, creating missing objects."""
+    *parents, last = path.split(".")
+    node: Any = doc
+    for i, part in enumerate(parents):
+        if isinstance(node, list):
+            node = node[int(part)]
+            continue
+        child = node.get(part)
+        if not isinstance(child, (dict, list)):
+            child = [] if parents[i + 1:i + 2] and parents[i + 1].isdigit() else {}
+            node[part] = child
+        node = child
+    if isinstance(node, list):
+        node[int(last)] = copy.deepcopy(value)
+    else:
+        node[last] = copy.deepcopy(value)
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The cartesian product as [{path: value, ...}, ...], first path varying slowest."""
+    paths = list(grid)
+    return [dict(zip(paths, combo)) for combo in itertools.product(*(grid[p] for p in paths))]
+
+
+def point_label(point: dict[str, Any]) -> str:
+    """`training.mode=adversarial, learner.width=64` (the base spec itself: `base`)."""
+    if not point:
+        return "base"
+    return ", ".join(f"{path}={json.dumps(v) if not isinstance(v, str) else v}"
+                     for path, v in point.items())
+
+
+def _member_error(exc: ValidationError, point: dict[str, Any], index: int) -> FieldError:
+    err = exc.errors()[0]
+    path = json_path(err["loc"])
+    dotted = ".".join(map(str, path))
+    culprit = next((p for p in point if dotted == p or dotted.startswith(p + ".")), None)
+    loc: list[str | int] = (["body", "grid", culprit, list(point).index(culprit)]
+                            if culprit else ["body", "base", *path])
+    return FieldError(loc, f"grid point {index} ({point_label(point)}): "
+                           f"{dotted + ': ' if dotted else ''}{err['msg']}", err.get("type", ""))
+
+
+def expand(req: SweepCreate, settings: Settings) -> list[NewSweepMember]:
+    """The member experiments of a sweep request, validated and resolved (not stored)."""
+    try:
+        base = ExperimentSpec.model_validate(req.base)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise FieldError(["body", "base", *json_path(err["loc"])],
+                         f"base: {err['msg']}", err.get("type", "")) from None
+    seeds = list(req.seeds or base.seed_list)
+    points = grid_points(req.grid)
+    n_members = len(points) * (1 if req.seed_mode == "batched" else len(seeds))
+    if n_members > settings.max_sweep_members:
+        raise LimitExceeded("max_sweep_members", n_members, settings.max_sweep_members,
+                            ["body", "grid"])
+    members: list[NewSweepMember] = []
+    for index, point in enumerate(points):
+        doc = copy.deepcopy(req.base)
+        doc.pop("seed", None)
+        doc.pop("seeds", None)
+        for path, value in point.items():
+            try:
+                set_path(doc, path, value)
+            except (IndexError, ValueError, TypeError):
+                raise FieldError(["body", "grid", path], f"grid path {path!r}: the base spec "
+                                 "has no list element at that index", "value_error") from None
+        doc["name"] = f"{req.name} [{point_label(point)}]"
+        doc["tags"] = list(dict.fromkeys([*doc.get("tags", []), *req.tags]))
+        groups = [seeds] if req.seed_mode == "batched" else [[s] for s in seeds]
+        for group in groups:
+            body = {**doc, "seeds": group} if len(group) > 1 else {**doc, "seed": group[0]}
+            if req.seed_mode == "separate":
+                body["name"] = f"{doc['name']} seed={group[0]}"
+            try:
+                spec = ExperimentSpec.model_validate(body)
+            except ValidationError as exc:
+                raise _member_error(exc, point, index) from None
+            check_limits(spec, settings)
+            resolved = spec.resolve()
+            resolved.advlab_version = ADVCORE_VERSION
+            members.append(NewSweepMember(
+                name=resolved.name, tags=list(resolved.tags),
+                spec=resolved.model_dump(mode="json"), spec_hash=resolved.spec_hash(),
+                total_steps=resolved.total_steps, point_index=index, point=point,
+                seeds=list(group)))
+    return members
+
+
+def create(store: Store, settings: Settings, enqueue: Enqueue, req: SweepCreate,
+           idempotency_key: str | None = None) -> tuple[Sweep, bool]:
+    """Expand, store the sweep and all members in one transaction, then enqueue each member.
+    An Idempotency-Key replay returns the stored sweep and enqueues nothing."""
+    from service.experiments import _enqueue_after_commit
+
+    members = expand(req, settings)
+    grid = [(path, list(values)) for path, values in req.grid.items()]
+    seeds = list(req.seeds or ExperimentSpec.model_validate(req.base).seed_list)
+    sweep, experiments, created = store.create_sweep(
+        name=req.name, tags=list(req.tags), base_spec=req.base, grid=grid, seeds=seeds,
+        seed_mode=req.seed_mode, members=members, idempotency_key=idempotency_key)
+    if not created:
+        if (sweep.grid, sweep.seeds, sweep.seed_mode) != (grid, seeds, req.seed_mode):
+            raise Conflict(f"Idempotency-Key {idempotency_key!r} was already used for sweep "
+                           f"{sweep.id} with a different request")
+        return sweep, False
+    for exp in experiments:
+        _enqueue_after_commit(enqueue, exp.id)
+    return sweep, True
+
+
+def cancel(store: Store, sweep_id: str) -> list[Experiment]:
+    """Cancel every member that is still queued or running (the others are left alone)."""
+    from service.store.base import IllegalTransition
+
+    out = []
+    for exp in store.sweep_experiments(sweep_id):
+        if exp.status in TERMINAL:
+            out.append(exp)
+            continue
+        try:
+            out.append(store.request_cancel(exp.id))
+        except IllegalTransition:  # it finished in between
+            out.append(store.get_experiment(exp.id))
+    return out
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def sweep_status(counts: dict[str, int]) -> str:
+    """queued (nothing started) | running | succeeded (all) | failed (any, once all are done) |
+    canceled (some canceled, none failed, all done)."""
+    total = sum(counts.values())
+    done = sum(counts[s] for s in TERMINAL)
+    if total == 0 or counts["succeeded"] == total:
+        return "succeeded"
+    if counts["queued"] == total:
+        return "queued"
+    if done < total:
+        return "running"
+    return "failed" if counts["failed"] else "canceled"
+
+
+def flatten_summary(summary: dict[str, Any]) -> dict[str, float]:
+    """One seed's summary → {metric-style key: number} (see the module docstring)."""
+    out: dict[str, float] = {}
+
+    def put(key: str, value: Any) -> None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
+
+    for split, value in (summary.get("clean_accuracy") or {}).items():
+        put(f"{split}/clean_accuracy", value)
+    for item in summary.get("robust_accuracy") or []:
+        put(f"test/robust_accuracy/{item['attack']}@{format_radius(item['radius'])}",
+            item.get("accuracy"))
+    for split, value in ((summary.get("fine") or {}).get("clean_accuracy") or {}).items():
+        put(f"fine/{split}/clean_accuracy", value)
+    for kind, values in (summary.get("correlations") or {}).items():
+        for i, value in enumerate(values or []):
+            put(f"corr/{kind}/{i}", value)
+    matrix = summary.get("cosine_matrix")
+    if matrix and all(isinstance(row, list) and row for row in matrix):
+        for j in range(len(matrix[0])):  # (neurons, features): max over neurons per feature
+            column = [row[j] for row in matrix if isinstance(row[j], (int, float))]
+            if column:
+                put(f"corr/cluster/{j}", max(column))
+    return out
+
+
+def per_seed(exp: Experiment, seeds: list[int]) -> list[tuple[int, dict[str, float]]]:
+    """(seed, flattened final numbers) for each seed of a succeeded member."""
+    summary = exp.summary or {}
+    if exp.status != "succeeded" or not summary:
+        return []
+    if summary.get("seeds"):
+        return [(int(s.get("seed", seed)), flatten_summary(s))
+                for s, seed in zip(summary["seeds"], seeds)]
+    return [(seeds[0], flatten_summary(summary))]
+
+
+def reduce(values: list[float]) -> dict[str, Any]:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    n = len(finite)
+    mean = sum(finite) / n if n else None
+    std = (math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1)) if n > 1 else None)
+    return {"mean": mean, "std": std, "n": n, "min": min(finite) if n else None,
+            "max": max(finite) if n else None}
+
+
+def aggregate(sweep: Sweep, experiments: Iterable[Experiment]) -> list[dict[str, Any]]:
+    """One row per grid point: its seeds, member status counts and mean ± std per metric."""
+    by_id = {e.id: e for e in experiments}
+    rows: dict[int, dict[str, Any]] = {}
+    for member in sweep.members:
+        row = rows.setdefault(member.point_index, {
+            "point_index": member.point_index, "point": member.point,
+            "label": point_label(member.point), "counts": {s: 0 for s in STATUSES},
+            "seeds": [], "experiment_ids": [], "_values": {}})
+        exp = by_id.get(member.experiment_id)
+        if exp is None:  # deleted member
+            continue
+        row["counts"][exp.status] += 1
+        row["experiment_ids"].append(exp.id)
+        for seed, numbers in per_seed(exp, member.seeds):
+            row["seeds"].append(seed)
+            for key, value in numbers.items():
+                row["_values"].setdefault(key, []).append(value)
+    out = []
+    for index in sorted(rows):
+        row = rows[index]
+        values = row.pop("_values")
+        row["metrics"] = {key: reduce(v) for key, v in sorted(values.items())}
+        out.append(row)
+    return out

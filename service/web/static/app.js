@@ -1,0 +1,174 @@
+// advlab dashboard: a little vanilla JS over the JSON API. No inline scripts (the CSP forbids
+// them): each page says what it is in <body data-page=...> and carries its data in data-*.
+"use strict";
+
+const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
+
+function $(selector, root = document) { return root.querySelector(selector); }
+
+function setBadge(el, status) {
+  if (!el) return;
+  el.textContent = status;
+  el.dataset.status = status;
+  el.className = "badge status-" + status;
+}
+
+async function postJson(url, body) {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: {"Content-Type": "application/json", "Accept": "application/json"},
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = null;
+  try { data = await response.json(); } catch (e) { data = null; }
+  return {ok: response.ok, status: response.status, data};
+}
+
+function errorText(result) {
+  const detail = result.data && result.data.detail;
+  if (Array.isArray(detail)) return detail.map(d => d.msg).join("\n");
+  return "HTTP " + result.status + ": " + (detail || "request failed");
+}
+
+function wireCancel() {
+  const button = $("#cancel");
+  if (!button) return;
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    const result = await postJson(button.dataset.url);
+    if (!result.ok) { button.disabled = false; alert(errorText(result)); return; }
+    window.location.reload();
+  });
+}
+
+// ------------------------------------------------------------------ experiments table
+
+function initExperiments() {
+  const table = $("#experiments");
+  const query = table.dataset.query;
+  // while a row is queued or running, refresh every 1.5 s; otherwise every 10 s (new jobs
+  // submitted from the CLI or another tab appear without a reload)
+  let idle = 0;
+  async function refresh() {
+    const live = [...document.querySelectorAll("#rows tr.exp-row")]
+      .some(row => !TERMINAL.has(row.dataset.status));
+    if (!live && ++idle < 7) return;
+    idle = 0;
+    const response = await fetch("/ui/rows" + (query ? "?" + query : ""));
+    if (response.ok) $("#rows").innerHTML = await response.text();
+  }
+  setInterval(() => { refresh().catch(() => {}); }, 1500);
+}
+
+// ------------------------------------------------------------------ one experiment
+
+function refreshPlots() {
+  for (const img of document.querySelectorAll("#plots img")) {
+    const figure = img.closest("figure");
+    img.onload = () => figure.classList.remove("pending", "failed");
+    img.onerror = () => figure.classList.add("failed");
+    img.src = img.dataset.src + "?t=" + Date.now();
+  }
+}
+
+function initExperiment() {
+  const body = document.body;
+  wireCancel();
+  for (const img of document.querySelectorAll("#plots img")) {
+    const figure = img.closest("figure");
+    img.addEventListener("error", () => figure.classList.add("failed"));
+    if (img.complete && img.getAttribute("src") && img.naturalWidth === 0) figure.classList.add("failed");
+  }
+  if (body.dataset.terminal === "true") return;
+  const live = $("#live");
+  const events = new EventSource("/v1/experiments/" + body.dataset.id + "/events");
+  let lastPlot = 0;
+  events.addEventListener("open", () => { live.textContent = "live"; });
+  events.addEventListener("status", e => {
+    const data = JSON.parse(e.data);
+    setBadge($("#status"), data.status);
+    body.dataset.status = data.status;
+    if (data.started_at) $("#started").textContent = data.started_at.slice(0, 19).replace("T", " ");
+    $("#worker").textContent = (data.worker || "–") + " (attempt " + data.attempts + ")";
+  });
+  events.addEventListener("progress", e => {
+    const p = JSON.parse(e.data);
+    const bar = $("#progress");
+    bar.max = p.total || 1;
+    bar.value = p.step;
+    $("#progress-text").textContent = p.step + "/" + p.total;
+    $("#eta").textContent = p.eta_s == null ? "" : "ETA " + p.eta_s.toFixed(1) + " s";
+  });
+  events.addEventListener("metrics", () => {
+    const now = Date.now();
+    if (now - lastPlot > 3000) { lastPlot = now; refreshPlots(); }
+  });
+  events.addEventListener("end", () => {
+    events.close();
+    window.location.reload();  // the server renders the summary and the final plots
+  });
+  events.addEventListener("error", () => { live.textContent = "reconnecting…"; });
+}
+
+// ------------------------------------------------------------------ sweeps
+
+function initSweep() {
+  wireCancel();
+  const metric = $("#metric");
+  if (metric) {
+    metric.addEventListener("change", () => {
+      $("#band").src = "/v1/sweeps/" + document.body.dataset.id + "/plots/" + metric.value + ".png";
+    });
+  }
+  if (document.body.dataset.terminal !== "true") {
+    setTimeout(() => window.location.reload(), 3000);
+  }
+}
+
+// ------------------------------------------------------------------ submit
+
+function initSubmit() {
+  const errors = $("#errors");
+  const show = text => { errors.textContent = text; errors.hidden = !text; };
+  $("#template").addEventListener("change", () => $("#template-form").submit());
+
+  function spec() {
+    try { return JSON.parse($("#spec").value); }
+    catch (e) { show("The spec is not valid JSON: " + e.message); return null; }
+  }
+
+  $("#submit-experiment").addEventListener("click", async event => {
+    event.preventDefault();
+    show("");
+    const body = spec();
+    if (body === null) return;
+    const result = await postJson(event.target.dataset.url, body);
+    if (!result.ok) { show(errorText(result)); return; }
+    window.location.href = "/experiments/" + result.data.id;
+  });
+
+  $("#submit-sweep").addEventListener("click", async event => {
+    event.preventDefault();
+    show("");
+    const base = spec();
+    if (base === null) return;
+    let grid;
+    try { grid = JSON.parse($("#grid").value); }
+    catch (e) { show("The grid is not valid JSON: " + e.message); return; }
+    const seeds = $("#seeds").value.split(",").map(s => s.trim()).filter(Boolean).map(Number);
+    const result = await postJson(event.target.dataset.url, {
+      name: base.name || "sweep", tags: base.tags || [], base, grid, seeds,
+      seed_mode: $("#separate").checked ? "separate" : "batched",
+    });
+    if (!result.ok) { show(errorText(result)); return; }
+    window.location.href = "/sweeps/" + result.data.id;
+  });
+}
+
+const PAGES = {experiments: initExperiments, experiment: initExperiment, sweep: initSweep,
+               submit: initSubmit};
+
+document.addEventListener("DOMContentLoaded", () => {
+  const init = PAGES[document.body.dataset.page];
+  if (init) init();
+});

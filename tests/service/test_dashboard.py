@@ -1,0 +1,110 @@
+"""The dashboard's server side (real app and store, SQLite): every page renders with the security
+headers, user text is escaped, filters and sorts apply, and the pages point at the API
+endpoints their JS and images use. The browser test (tests/browser) drives the same pages in a
+real Chromium."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.service.api_support import (SMALL_SPEC, make_api, migrated_sqlite,  # noqa: F401
+                                       run_fake_worker, spec)
+
+
+@pytest.fixture
+def api(make_api):
+    return make_api()
+
+
+def submit(api, body=None) -> str:
+    r = api.client.post("/v1/experiments", json=body or SMALL_SPEC)
+    assert r.status_code == 202, r.text
+    return r.json()["id"]
+
+
+def assert_secure_html(response) -> str:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    html = response.text
+    assert "<script>" not in html and " onclick=" not in html and " style=" not in html
+    return html
+
+
+def test_every_page_renders_with_security_headers(api):
+    eid = submit(api)
+    run_fake_worker(api.store, eid)
+    sweep = api.client.post("/v1/sweeps", json={"base": SMALL_SPEC,
+                                                 "grid": {"learner.width": [4, 8]}}).json()
+    for path in ("/", "/ui/rows", f"/experiments/{eid}", "/sweeps", f"/sweeps/{sweep['id']}",
+                 "/submit", "/submit?template=patch_standard"):
+        assert_secure_html(api.client.get(path))
+
+
+def test_experiment_names_are_html_escaped(api):
+    submit(api, spec(name="<img src=x onerror=alert(1)>"))
+    html = assert_secure_html(api.client.get("/"))
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_table_shows_status_progress_tags_and_key_results_and_filters_by_status(api):
+    done = submit(api, spec(name="finished-one"))
+    run_fake_worker(api.store, done)
+    submit(api, spec(name="waiting-one"))
+    html = assert_secure_html(api.client.get("/"))
+    assert "finished-one" in html and "waiting-one" in html
+    row = re.search(r'<tr class="exp-row" data-id="' + done + r'".*?</tr>', html, re.S).group(0)
+    assert 'data-status="succeeded"' in row and "90.0%" in row  # summary test accuracy
+    assert '<progress max="5" value="5">' in row and "feature-averaging" in row
+    only = assert_secure_html(api.client.get("/", params={"status": "queued"}))
+    assert "waiting-one" in only and "finished-one" not in only
+
+
+def test_sort_by_name_orders_rows_alphabetically(api):
+    for name in ("charlie", "alpha", "bravo"):
+        submit(api, spec(name=name))
+    html = assert_secure_html(api.client.get("/ui/rows", params={"sort": "name"}))
+    names = re.findall(r'class="exp-link" href="/experiments/\w+">(\w+)<', html)
+    assert names == ["alpha", "bravo", "charlie"]
+
+
+def test_detail_page_has_spec_summary_plot_images_and_a_live_hook(api):
+    eid = submit(api)
+    queued = assert_secure_html(api.client.get(f"/experiments/{eid}"))
+    assert 'id="cancel"' in queued and 'data-terminal="false"' in queued
+    run_fake_worker(api.store, eid)
+    html = assert_secure_html(api.client.get(f"/experiments/{eid}"))
+    assert 'data-terminal="true"' in html and 'id="cancel"' not in html
+    for name in ("learning_curves", "correlations", "cosine"):
+        src = f"/v1/experiments/{eid}/plots/{name}.png"
+        assert f'src="{src}"' in html
+        assert api.client.get(src).status_code == 200
+    assert "&#34;multi_cluster&#34;" in html or "&quot;multi_cluster&quot;" in html
+    assert "Clean accuracy (test)" in html
+
+
+def test_sweep_page_shows_the_aggregate_and_a_band_plot(api):
+    sweep = api.client.post("/v1/sweeps", json={"base": SMALL_SPEC, "seeds": [3, 4],
+                                                 "grid": {"learner.width": [4, 8]}}).json()
+    for eid in sweep["experiment_ids"]:
+        run_fake_worker(api.store, eid, seeds=(3, 4))
+    html = assert_secure_html(api.client.get(f"/sweeps/{sweep['id']}"))
+    assert "learner.width=4" in html and "learner.width=8" in html
+    band = re.search(r'id="band"[^>]*src="([^"]+)"', html).group(1)
+    assert band.endswith("/plots/test/clean_accuracy.png")
+    assert api.client.get(band).status_code == 200
+
+
+def test_static_files_are_served_with_their_type_and_nothing_else_is(api):
+    js = api.client.get("/static/app.js")
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    assert api.client.get("/static/app.css").headers["content-type"].startswith("text/css")
+    assert api.client.get("/static/..%2Fapi%2Froutes%2Fdashboard.py").status_code == 404
+    assert api.client.get("/static/missing.js").status_code == 404
