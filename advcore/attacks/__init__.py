@@ -1,0 +1,172 @@
+"""Attacks: FGSM, PGD (l2/linf, restarts, subspace, box, per-patch budget) and the fixed
+feature-direction attack, with gradient-masking flags.
+
+`model` is any callable mapping x (*lead, *F) to logits (*lead) (binary head, y in {-1,+1}) or
+(*lead, C) (k classes, y long); `lead` is (N,) or (S seeds, N). All radii of an evaluation run as
+ONE batched computation: the radii are stacked into the example dim, (*B, N, *F) ->
+(*B, R*N, *F), so the model sees a larger batch and needs no extra leading dim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from advcore.attacks.direction import direction_delta
+from advcore.attacks.losses import attack_loss, attacker_score, binary_target_label, margin
+from advcore.attacks.masking import gradient_flags, rises_with_radius, verdict
+from advcore.attacks.norms import Generator
+from advcore.attacks.pgd import Threat, fgsm, run_pgd, step_sizes
+from advcore.attacks.subspace import make_subspace
+from advcore.spec import AttackSpec
+
+__all__ = ["AttackResult", "perturb", "robust_accuracy", "margin", "attack_loss"]
+
+Model = Callable[[Tensor], Tensor]
+
+# radii per batched chunk: at most this many stacked input elements per seed (8 MB float32)
+MAX_STACKED_ELEMENTS = 2**21
+
+
+@dataclass
+class AttackResult:
+    """Per-radius robust accuracy. `flags` (gradient attacks; JSON-able): zero_grad_fraction and
+    saturated_fraction (of correctly classified clean points), rises_with_radius (raw attack),
+    noise_stronger_fraction, and the verdict: suspicious (bool) with human-readable reasons."""
+
+    radii: list[float]
+    accuracy: Tensor  # (R, *lead[:-1]) fraction of points still correct, per radius (per seed)
+    flags: dict[str, Any] = field(default_factory=dict)  # gradient-masking suspicions
+    margins: Tensor | None = None  # (R, *lead) each example's worst-case margin found
+    # targeted attacks: (R, *lead[:-1]) fraction of the points NOT already of the target class
+    # that the attack moved into it (the "success rate" of science.md's Cat->Dog tables)
+    target_success: Tensor | None = None
+
+
+def _threat(attack: AttackSpec, x: Tensor, radius: Tensor | float, feature_ndim: int,
+            subspace_basis: Tensor | None, basis_ndim: int | None) -> Threat:
+    subspace = None
+    if subspace_basis is not None:
+        subspace = make_subspace(subspace_basis.to(x.dtype), tuple(x.shape), feature_ndim,
+                                 basis_ndim)
+    ball_ndim = 1 if attack.budget == "per_patch" else feature_ndim
+    box = tuple(attack.box) if attack.box is not None else None
+    return Threat(attack.norm, radius, ball_ndim, feature_ndim, subspace, box)
+
+
+def _attack_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat: Threat, *,
+                  direction: Tensor | None, generator: Generator) -> Tensor:
+    """The attack's perturbation (*lead, *F) within the threat's per-example radii."""
+    feature_ndim, radius = threat.feature_ndim, threat.radius
+    target = attack.target if attack.targeted else None
+    if attack.kind == "feature_direction":
+        if direction is None:
+            raise ValueError("the feature_direction attack needs the data model's direction")
+        delta = direction_delta(x, y, radius, direction.to(x.dtype), norm=attack.norm,
+                                feature_ndim=feature_ndim)
+        if threat.box is not None:
+            delta = (x + delta).clamp(*threat.box) - x
+        return delta
+    if attack.kind == "fgsm":
+        return fgsm(model, x, y, threat, loss=attack.loss, target=target)[0]
+    delta, _ = run_pgd(model, x, y, threat, steps=attack.steps,
+                       step_size=step_sizes(attack.step_size, radius, attack.steps),
+                       restarts=attack.restarts, random_start=attack.random_start,
+                       loss=attack.loss, target=target, generator=generator)
+    return delta
+
+
+def perturb(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, radius: float, *,
+            feature_ndim: int, subspace_basis: Tensor | None = None,
+            direction: Tensor | None = None, generator: Generator = None,
+            basis_ndim: int | None = None) -> Tensor:
+    """Adversarial examples x_adv (same shape as x) at one radius; used by adversarial training.
+
+    `generator` may be one torch.Generator or a list of one per seed (x's first dim is then the
+    seed dim), which makes S batched seeds draw exactly what S separate runs draw.
+    `subspace_basis`: (K, *F) or per seed (*B, K, *F) directions spanning whole inputs, or for
+    patch inputs (K, d) / (*B, K, d) directions applied to every patch (see attacks.subspace);
+    `basis_ndim` (feature_ndim or 1) resolves the rare shape ambiguity between the two.
+    `direction`: the feature-direction attack's (*F) or per-seed (*B, *F) direction.
+    """
+    threat = _threat(attack, x, float(radius), feature_ndim, subspace_basis, basis_ndim)
+    delta = _attack_delta(model, x, y, attack, threat, direction=direction, generator=generator)
+    return (x.detach() + delta).detach()
+
+
+def _stack_radii(t: Tensor, n_batch: int, n_radii: int) -> Tensor:
+    """(*B, N, ...) -> (*B, R*N, ...): R copies of the examples, radius-major."""
+    expanded = t.unsqueeze(n_batch).expand(*t.shape[:n_batch], n_radii, *t.shape[n_batch:])
+    return expanded.reshape(*t.shape[:n_batch], -1, *t.shape[n_batch + 1:])
+
+
+def robust_accuracy(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, *,
+                    feature_ndim: int, subspace_basis: Tensor | None = None,
+                    direction: Tensor | None = None, generator: Generator = None,
+                    basis_ndim: int | None = None) -> AttackResult:
+    """Robust accuracy at every radius of `attack` (radius 0 = clean accuracy).
+
+    For fgsm/pgd an example counts as robust at radius r only if neither the attack (at r or at
+    any smaller radius: those perturbations are feasible at r too) nor a random point of the ball
+    at r misclassifies it; flags report where the raw attack looked masked. The
+    feature_direction attack is reported as is: its closed form, one fixed shift per radius.
+    """
+    radii = [float(r) for r in attack.radii]
+    n_batch = x.dim() - feature_ndim - 1
+    n = x.shape[n_batch]
+    per_seed = x.shape[n_batch:].numel()
+    chunk = max(1, MAX_STACKED_ELEMENTS // max(per_seed, 1))
+    gradient_attack = attack.kind != "feature_direction"
+    target = attack.target if attack.targeted else None
+    attack_margins, noise_margins, reached = [], [], []
+    with torch.no_grad():
+        for start in range(0, len(radii), chunk):
+            part = radii[start:start + chunk]
+            xs, ys = _stack_radii(x, n_batch, len(part)), _stack_radii(y, n_batch, len(part))
+            r = torch.tensor(part, dtype=x.dtype, device=x.device).repeat_interleave(n)
+            r = r.expand(*x.shape[:n_batch], -1)  # (*B, R*N)
+            threat = _threat(attack, xs, r, feature_ndim, subspace_basis, basis_ndim)
+            if gradient_attack:  # noise first: the attack's draws then do not depend on it
+                noise_margins.append(margin(model(xs + threat.sample(xs, generator)), ys))
+            delta = _attack_delta(model, xs, ys, attack, threat, direction=direction,
+                                  generator=generator)
+            logits = model(xs + delta)
+            attack_margins.append(margin(logits, ys))
+            if target is not None:
+                reached.append(attacker_score(logits, ys, target) < 0)
+
+    def unstack(parts: list[Tensor]) -> Tensor:  # (*B, R*N) chunks -> (R, *B, N)
+        joined = torch.cat(parts, dim=n_batch)
+        return joined.reshape(*x.shape[:n_batch], len(radii), n).movedim(n_batch, 0)
+
+    worst = unstack(attack_margins)
+    correct = worst > 0  # (R, *B, N)
+    flags: dict[str, Any] = {}
+    if gradient_attack:  # (a fixed-direction attack may legitimately rise: no masking there)
+        flags["rises_with_radius"] = rises_with_radius(correct.float().mean(-1), radii)
+        noise_m = unstack(noise_margins)
+        flags["noise_stronger_fraction"] = float((correct & (noise_m <= 0)).float().mean())
+        worst = torch.minimum(worst, noise_m)
+        order = sorted(range(len(radii)), key=lambda i: radii[i])
+        worst[order] = worst[order].cummin(dim=0).values  # a smaller radius's attack counts too
+        correct = worst > 0
+        flags.update(gradient_flags(model, x, y, loss=attack.loss, target=target,
+                                    feature_ndim=feature_ndim))
+    success = None
+    if target is not None:
+        others = _label_is_not(y, target).to(x.dtype)  # (*B, N)
+        hits = unstack(reached).to(x.dtype) * others
+        success = hits.sum(-1) / others.sum(-1).clamp_min(1)
+    return AttackResult(radii=radii, accuracy=correct.float().mean(-1),
+                        flags=verdict(flags, attack.loss), margins=worst,
+                        target_success=success)
+
+
+def _label_is_not(y: Tensor, target: int) -> Tensor:
+    """Examples whose label is not the target class (binary: target 1 is +1, 0 is -1)."""
+    if y.is_floating_point():
+        return y != binary_target_label(target)
+    return y != target
