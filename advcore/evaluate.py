@@ -97,8 +97,20 @@ class Evaluator:
                 records += metrics
                 if matrices:
                     self.observer.on_matrices(matrices)
+        if "decoupling" in self.record and self.data.y_test_fine is not None:
+            records += self._decoupling(step)
         self.observer.on_metrics(records)
         self.model.train()
+
+    def _decoupling(self, step: int) -> list[MetricRecord]:
+        """Class-cosine matrices of advcore.decoupling on the test set (2- vs 10-class study)."""
+        from advcore.decoupling import decoupling_records
+
+        metrics, matrices, views = decoupling_records(
+            self.model, self.data.x_test, self.data.y_test_fine, self.data.n_classes, step, self.seeds)
+        self.observer.on_matrices(matrices)
+        self.final["decoupling"] = {k: v for k, v in views.items() if k.endswith("mean_max_cosine")}
+        return metrics
 
 
 def _plain(value):

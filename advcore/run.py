@@ -9,12 +9,16 @@ streams MetricRecord / MatrixRecord through the observer and returns the summary
      "correlations": {"robust": [...], "non_robust": [...]},   # final, per class (patch data)
      "fine": {"clean_accuracy": {...}}, # k-class accuracies of a fine-label run with a read-out
      "attack_flags": {label: {...}},    # gradient-masking suspicions reported by the attacks
+     "decoupling": {"first_layer/mean_max_cosine": c, ...},  # record "decoupling" (images)
      "duration_s": t, "device": "cpu"}
 
 With several seeds (`seeds: [..]`) the summary also has "seeds": [one such summary per seed,
 plus "seed"], and every top-level number is the MEAN over seeds (accuracies, correlations).
 The top-level cosine_matrix is the first seed's: neurons of different seeds are unrelated, so
 an average of their matrices would describe no network.
+
+A spec with a `study` runs advcore.studies instead; its summary carries "separation" (table
+rows) or "feature_attacks" (NRF/RF success rows, mean ± std over seeds) and "models".
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ def _seed_summary(final: dict, s: int) -> dict:
     if "corr/robust" in raw or "corr/non_robust" in raw:
         out["correlations"] = {name: raw[f"corr/{name}"][s].cpu().tolist()
                                for name in ("robust", "non_robust") if f"corr/{name}" in raw}
+    if "decoupling" in final:  # {"selectivity/mean_max_cosine": x, ...}
+        out["decoupling"] = {k: float(v[s]) for k, v in final["decoupling"].items()}
     if "fine/train" in final:
         out["fine"] = {"clean_accuracy": {"train": float(final["fine/train"][s]),
                                           "test": float(final["fine/test"][s])}}
@@ -83,6 +89,13 @@ def run_experiment(spec: ExperimentSpec, observer: Observer | None = None,
     dev = pick_device(device if device is not None else spec.device)
     seeds = spec.seed_list
     data = stack_seeds([build_data(spec.data, seed, dev) for seed in seeds])
+    if spec.study is not None:  # separation table / feature-attack study (advcore.studies)
+        from advcore.studies import run_study
+
+        summary = run_study(spec, data, observer, dev)
+        summary["duration_s"] = time.perf_counter() - started
+        summary["device"] = dev.type
+        return summary
     task = make_task(spec, data)
     model = build_learner(spec, data.in_shape, task.n_outputs, seeds, dev)
     observer.on_start(spec.total_steps, seeds)

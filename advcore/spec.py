@@ -292,6 +292,10 @@ class ReconstructionSpec(_Model):
     step_size: PositiveFloat = 0.1  # normalised l2 gradient steps (decayed linearly to 0)
     n_per_class: PositiveInt = 20  # training images reconstructed per class
     n_directions: PositiveInt = 4  # per-class basis size (top singular directions)
+    # data: x_0 = a training image of another class (as Ilyas et al. start their robust data
+    # set), so x_hat - x_0 is what moves an image into the class; noise: x_0 uniform in the box
+    # (on 8x8 digits noise starts gave no clear NRF > RF gap on the standard model)
+    init: Literal["data", "noise"] = "data"
 
 
 class FeatureAttackStudy(_Model):

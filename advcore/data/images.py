@@ -1,15 +1,19 @@
 """Real images (science.md §A real-data version): `digits` is bundled with scikit-learn;
-mnist / fashion_mnist / cifar10 are read from the standard files under ADVLAB_DATASET_DIR.
+mnist / fashion_mnist (IDX files) and cifar10 (the python pickle batches) are read from
+ADVLAB_DATASET_DIR/<name>/ -- never downloaded at run time, and no torchvision.
 
 Pixels are scaled to [0, 1] and kept as (C, H, W). `binary` maps classes to ±1 labels
-(even_odd: even digits positive; first_half: the first half of the kept classes; or an explicit
+(even_odd: even classes positive; first_half: the first half of the kept classes;
+animals_vehicles: CIFAR-10's six animals positive, its four vehicles negative; or an explicit
 [[positive classes], [negative classes]]); binary=None keeps the k-class task. Fine labels are
-the class index within the kept classes. The features are the centred class means (class mean
-minus the overall mean), the directions neuron cosines are measured against.
+the class index within the kept classes (`kept_classes`). The features are the centred class
+means (class mean minus the overall mean), the directions neuron cosines are measured against.
+Subsampling (n_train / n_test) is seeded, so different seeds see different subsets.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import pickle
@@ -21,12 +25,13 @@ import torch
 from advcore.data import Dataset, register
 from advcore.device import generator
 
-_FILES = {
-    "mnist": ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
-    "cifar10": ["cifar-10-batches-py/data_batch_1..5", "cifar-10-batches-py/test_batch"],
-}
-_FILES["fashion_mnist"] = _FILES["mnist"]
+_IDX = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+_CIFAR = [f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)] + ["cifar-10-batches-py/test_batch"]
+FILES = {"mnist": _IDX, "fashion_mnist": _IDX, "cifar10": _CIFAR}  # expected under DIR/<name>/
+CIFAR10_ANIMALS = [2, 3, 4, 5, 6, 7]  # bird cat deer dog frog horse
+CIFAR10_VEHICLES = [0, 1, 8, 9]  # airplane automobile ship truck
+CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -48,35 +53,58 @@ def _idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def _find(root: Path, name: str) -> Path:
-    for candidate in (root / name, root / (name + ".gz")):
-        if candidate.exists():
-            return candidate
-    raise FileNotFoundError(name)
-
-
-def _from_disk(name: str):
-    root = Path(os.environ.get("ADVLAB_DATASET_DIR", "")) / name
-    try:
-        if name == "cifar10":
-            batches = [root / "cifar-10-batches-py" / f"data_batch_{i}" for i in range(1, 6)]
-            test = root / "cifar-10-batches-py" / "test_batch"
-            parts = []
-            for p in [*batches, test]:
-                with open(p, "rb") as f:
-                    parts.append(pickle.load(f, encoding="bytes"))
-            xs = [np.asarray(b[b"data"]).reshape(-1, 3, 32, 32) / 255.0 for b in parts]
-            ys = [np.asarray(b[b"labels"]) for b in parts]
-            return (np.concatenate(xs[:5]).astype(np.float32), np.concatenate(ys[:5]),
-                    xs[5].astype(np.float32), ys[5])
-        arrays = [_idx(_find(root, f)) for f in _FILES[name]]
-        return (arrays[0][:, None] / np.float32(255), arrays[1],
-                arrays[2][:, None] / np.float32(255), arrays[3])
-    except FileNotFoundError:
+def dataset_root(name: str) -> Path:
+    """ADVLAB_DATASET_DIR/<name>: the one place a data set's files are looked for."""
+    base = os.environ.get("ADVLAB_DATASET_DIR")
+    if not base:
         raise FileNotFoundError(
-            f"data set {name!r} not found: expected {', '.join(_FILES[name])} (optionally .gz) "
-            f"under $ADVLAB_DATASET_DIR/{name}/ (ADVLAB_DATASET_DIR="
-            f"{os.environ.get('ADVLAB_DATASET_DIR', '<unset>')})") from None
+            f"data set {name!r} is read from local files, but ADVLAB_DATASET_DIR is unset: put "
+            f"{', '.join(FILES[name])} (IDX files may be .gz) under $ADVLAB_DATASET_DIR/{name}/")
+    return Path(base) / name
+
+
+def _locate(name: str) -> list[Path]:
+    """The expected files of `name` (IDX files may be gzipped), or a FileNotFoundError that
+    names every missing file and where they are expected."""
+    root = dataset_root(name)
+    found, missing = [], []
+    for rel in FILES[name]:
+        options = [root / rel] + ([root / (rel + ".gz")] if name != "cifar10" else [])
+        hit = next((p for p in options if p.exists()), None)
+        (found if hit else missing).append(hit or rel)
+    if missing:
+        raise FileNotFoundError(
+            f"data set {name!r} not found: missing {', '.join(map(str, missing))} under {root}/ "
+            f"(expected {', '.join(FILES[name])}{' (optionally .gz)' if name != 'cifar10' else ''} "
+            f"in $ADVLAB_DATASET_DIR/{name}/; ADVLAB_DATASET_DIR={os.environ['ADVLAB_DATASET_DIR']})")
+    return found
+
+
+def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with open(path, "rb") as f:
+        batch = pickle.load(f, encoding="bytes")
+    x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)  # rows are R, G, B planes
+    return x, np.asarray(batch[b"labels"], dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=2)
+def _from_disk(name: str, root: str):
+    """(x_train uint8 (N, C, H, W), y_train, x_test, y_test); cached per (name, root) because
+    every seed of a batched run asks for the same arrays."""
+    paths = _locate(name)
+    if name == "cifar10":
+        parts = [_cifar_batch(p) for p in paths]
+        return (np.concatenate([x for x, _ in parts[:5]]), np.concatenate([y for _, y in parts[:5]]),
+                parts[5][0], parts[5][1])
+    arrays = [_idx(p) for p in paths]
+    return arrays[0][:, None], arrays[1].astype(np.int64), arrays[2][:, None], arrays[3].astype(np.int64)
+
+
+def kept_classes(spec) -> list[int]:
+    """Original class ids kept by an ImageData spec, in fine-label order."""
+    if isinstance(spec.binary, list):  # explicit pairs restrict the classes to those named
+        return sorted(set(spec.binary[0]) | set(spec.binary[1]))
+    return sorted(spec.classes) if spec.classes else list(range(10))
 
 
 def _positive(spec, classes: list[int]) -> list[int] | None:
@@ -84,10 +112,16 @@ def _positive(spec, classes: list[int]) -> list[int] | None:
     if spec.binary is None:
         return None
     if spec.binary == "even_odd":
-        return [c for c in classes if c % 2 == 0]
-    if spec.binary == "first_half":
-        return classes[: len(classes) // 2]
-    return list(spec.binary[0])
+        positive = [c for c in classes if c % 2 == 0]
+    elif spec.binary == "first_half":
+        positive = classes[: len(classes) // 2]
+    elif spec.binary == "animals_vehicles":
+        positive = [c for c in classes if c in CIFAR10_ANIMALS]
+    else:
+        positive = list(spec.binary[0])
+    if not positive or len(positive) == len(classes):
+        raise ValueError(f"binary map {spec.binary!r} leaves one side empty for classes {classes}")
+    return positive
 
 
 def _subsample(x, y, n, gen):
@@ -97,22 +131,29 @@ def _subsample(x, y, n, gen):
     return x[keep], y[keep]
 
 
+def _pixels(x: np.ndarray) -> torch.Tensor:
+    """uint8 [0, 255] or float [0, 1] arrays -> float32 tensor in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    return t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+
+
 @register("image")
 def build_image(spec, seed: int) -> Dataset:
-    x_tr, y_tr, x_te, y_te = _digits() if spec.dataset == "digits" else _from_disk(spec.dataset)
-    classes = sorted(spec.classes) if spec.classes else list(range(10))
-    if isinstance(spec.binary, list):  # explicit pairs restrict the classes to those named
-        classes = sorted(set(spec.binary[0]) | set(spec.binary[1]))
+    if spec.dataset == "digits":
+        x_tr, y_tr, x_te, y_te = _digits()
+    else:
+        x_tr, y_tr, x_te, y_te = _from_disk(spec.dataset, str(dataset_root(spec.dataset)))
+    classes = kept_classes(spec)
     positive = _positive(spec, classes)
     remap = torch.full((10,), -1, dtype=torch.long)
     remap[classes] = torch.arange(len(classes))
     gen = generator(seed, "data")
     out = []
     for x, y, n in ((x_tr, y_tr, spec.n_train), (x_te, y_te, spec.n_test)):
-        x, y = torch.tensor(np.asarray(x)), torch.tensor(np.asarray(y), dtype=torch.long)
+        y = torch.as_tensor(np.asarray(y), dtype=torch.long)
         mask = remap[y] >= 0
-        x, fine = _subsample(x[mask], remap[y[mask]], n, gen)
-        out.append((x.float(), fine))
+        idx, fine = _subsample(torch.nonzero(mask).squeeze(1), remap[y[mask]], n, gen)
+        out.append((_pixels(x[idx.numpy()]), fine))  # only the kept images become float
     (x_train, f_train), (x_test, f_test) = out
     pos_idx = [classes.index(c) for c in positive] if positive is not None else None
     if pos_idx is not None:

@@ -18,11 +18,13 @@ def register(kind: str, cls: Callable[..., BatchedModel]) -> None:
 def _load() -> None:
     from advcore.learners.cnn import CNN
     from advcore.learners.mlp import MLP
+    from advcore.learners.resnet import ResNet18
     from advcore.learners.two_layer import TwoLayerReLU
 
     LEARNERS.setdefault("two_layer_relu", TwoLayerReLU)
     LEARNERS.setdefault("mlp", MLP)
     LEARNERS.setdefault("cnn", CNN)
+    LEARNERS.setdefault("resnet18", ResNet18)
     try:  # engineer C's patch model
         from advcore.learners import patch_cnn
     except ImportError:

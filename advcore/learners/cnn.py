@@ -35,6 +35,14 @@ class CNN(BatchedModel):
         self.out_bias = nn.Parameter(torch.zeros(self.n_seeds, n_outputs))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.representation(x)
+        return torch.einsum("slh,soh->slo", h, self.out) + self.out_bias[:, None]
+
+    def readout_weights(self) -> torch.Tensor:
+        return self.out  # (S, C, hidden) class weight vectors
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        """x (S, L, C, H, W) -> (S, L, hidden): the penultimate layer."""
         S, L = x.shape[:2]
         h = x.transpose(0, 1).reshape(L, S * x.shape[2], *x.shape[3:])  # (L, S*C, H, W)
         for weight, bias in zip(self.convs, self.conv_biases):
@@ -43,8 +51,7 @@ class CNN(BatchedModel):
             if min(h.shape[-2:]) >= 2:
                 h = F.max_pool2d(h, 2)
         h = h.reshape(L, S, -1).transpose(0, 1)  # (S, L, flat)
-        h = F.relu(torch.einsum("slf,shf->slh", h, self.hidden) + self.hidden_bias[:, None])
-        return torch.einsum("slh,soh->slo", h, self.out) + self.out_bias[:, None]
+        return F.relu(torch.einsum("slf,shf->slh", h, self.hidden) + self.hidden_bias[:, None])
 
     def first_layer(self) -> torch.Tensor:
         return self.convs[0].flatten(2)  # (S, channels[0], C*3*3): filters, not input-space vectors

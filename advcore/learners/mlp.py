@@ -25,13 +25,20 @@ class MLP(BatchedModel):
             self.weights.append(nn.Parameter(seeded_normal(seeds, (fan_out, fan_in), std, f"init/w{i}")))
             self.biases.append(nn.Parameter(torch.zeros(self.n_seeds, fan_out)))
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        """x (S, L, *in_shape) -> (S, L, widths[-1]) last hidden activations (the penultimate
+        layer: what feature reconstruction and decoupling measurements look at)."""
         h = x.reshape(x.shape[0], x.shape[1], -1)  # (S, L, D)
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.einsum("sli,soi->slo", h, w) + b[:, None, :]
-            if i < len(self.weights) - 1:
-                h = torch.relu(h)
-        return h  # (S, L, C)
+        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+            h = torch.relu(torch.einsum("sli,soi->slo", h, w) + b[:, None, :])
+        return h
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.representation(x)
+        return torch.einsum("sli,soi->slo", h, self.weights[-1]) + self.biases[-1][:, None, :]  # (S, L, C)
+
+    def readout_weights(self) -> torch.Tensor:
+        return self.weights[-1]  # (S, C, widths[-1]) class weight vectors
 
     def first_layer(self) -> torch.Tensor:
         return self.weights[0]  # (S, widths[0], D)
