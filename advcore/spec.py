@@ -59,22 +59,25 @@ Range = Annotated[list[NonNegFloat], Field(min_length=2, max_length=2)]
 
 class PatchData(_Model):
     """k classes; P patches of dimension d; robust feature u_y on `n_robust` patches (strength alpha),
-    non-robust feature v_y on the other P - n_robust patches (strength beta), noise sigma_n."""
+    non-robust feature v_y on the other P - n_robust patches (strength beta), noise sigma_n.
+
+    Defaults are the calibrated l_inf setting (examples/patch_*.json): under a global l2 threat
+    standard training cannot both prefer v and leave u unbreakable (science.md calibration notes)."""
 
     kind: Literal["patch"] = "patch"
     k: Annotated[int, Field(ge=2)] = 4
     d: PositiveInt = 64  # patch dimension; needs 2k <= d (u's and v's orthonormal)
-    patches: Annotated[int, Field(ge=2)] = 128  # P
+    patches: Annotated[int, Field(ge=2)] = 48  # P (calibrated: see examples/patch_standard.json)
     n_robust: PositiveInt = 1  # |J_R|
     alpha: NonNegFloat | Range = 1.0  # robust strength (value or [lo, hi] uniform)
-    beta: NonNegFloat | Range = 0.04  # non-robust strength (value or [lo, hi] uniform)
+    beta: NonNegFloat | Range = 0.4  # non-robust strength (value or [lo, hi] uniform)
     sigma_n: NonNegFloat = 0.02
     n_train: PositiveInt = 1000
     n_test: PositiveInt = 500
     # random_orthogonal: all 2k features dense random orthonormal directions; sparse_robust:
     # u_y = e_y (axis-aligned) and the v's dense in the remaining coordinates, so an l_inf
     # attacker moves along a v with leverage ~eps*sqrt(d) but along a u only with eps
-    features: Literal["random_orthogonal", "sparse_robust"] = "random_orthogonal"
+    features: Literal["random_orthogonal", "sparse_robust"] = "sparse_robust"
 
     @model_validator(mode="after")
     def _check(self) -> "PatchData":
@@ -140,7 +143,7 @@ class PatchCNN(_Model):
     kind: Literal["patch_cnn"] = "patch_cnn"
     width: PositiveInt = 8  # m neurons per class
     q: Annotated[float, Field(ge=2)] = 3.0
-    rho: PositiveFloat = 0.05
+    rho: PositiveFloat = 0.1
     init_scale: NonNegFloat = 0.1  # w ~ N(0, I/d) * init_scale
 
 
