@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from service import compare as svc
 from service.api.deps import StoreDep
 from service.experiments import split_names
+from service.plots import FORMATS, render
 from service.schemas import Error
 
 router = APIRouter(tags=["compare"])
@@ -31,7 +32,32 @@ def compare_experiments(
                                                   "when absent.")] = [],
     max_points: Annotated[int | None, Query(ge=4, le=100_000, description="Downsample each "
                                             "series in the database first.")] = None,
-    seed: Annotated[int | None, Query(ge=0, description="Only this seed.")] = None,
+    seed: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="Only this seed.")] = None,
 ) -> svc.Comparison:
     return svc.compare(store, svc.parse_ids(ids), names=split_names(names),
                        max_points=max_points, seed=seed)
+
+
+@router.get(
+    "/compare/plots/{name:path}.{fmt}", response_class=Response,
+    summary="Overlay plot of several experiments",
+    description="`robust_vs_radius`: final robust accuracy against radius, one line per "
+                "experiment × attack (`attack` keeps one); any metric name (e.g. "
+                "`test/clean_accuracy`, `corr/cluster/0`): its trajectory, one mean ± std band "
+                "per experiment. Legends name each experiment by short id and what differs in "
+                "its spec. 404 for an unknown id; 409 when none has the data (yet).",
+    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}},
+                     "description": "The image."},
+               404: {"model": Error, "description": "One of the ids does not exist."},
+               409: {"model": Error, "description": "No data for this plot (yet)."}})
+def compare_plot(
+    store: StoreDep,
+    name: Annotated[str, Path(description="robust_vs_radius or a metric name.")],
+    fmt: Annotated[Literal["png", "svg"], Path(description="Image format.")],
+    ids: Annotated[list[str], Query(description="Experiment ids (comma list or repeated).")],
+    seed: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="Only this seed.")] = None,
+    attack: Annotated[str | None, Query(description="robust_vs_radius: only this attack "
+                                                    "label, e.g. pgd_l2.")] = None,
+) -> Response:
+    fig = svc.compare_figure(store, svc.parse_ids(ids), name, seed=seed, attack=attack)
+    return Response(render(fig, fmt), media_type=FORMATS[fmt], headers={"Cache-Control": "no-store"})

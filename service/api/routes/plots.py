@@ -32,9 +32,9 @@ def read_plot(
     experiment: ExperimentDep, store: StoreDep,
     name: Annotated[str, Path(description=f"One of {', '.join(PLOTS)}.")],
     fmt: Annotated[Literal["png", "svg"], Path(description="Image format.")],
-    seed: Annotated[int | None, Query(ge=0, description="Only this seed (default: all seeds "
+    seed: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="Only this seed (default: all seeds "
                                                         "as mean ± std; cosine: the first).")] = None,
-    step: Annotated[int | None, Query(ge=0, description="cosine: the matrix at this epoch "
+    step: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="cosine: the matrix at this epoch "
                                                         "(default: latest).")] = None,
     matrix: Annotated[str | None, Query(description="cosine: one matrix, e.g. cosine/cluster "
                                                     "(default: all side by side).")] = None,

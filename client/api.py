@@ -1,0 +1,323 @@
+"""The advlab Python client (httpx). Importing it never imports torch (pandas on first use).
+
+    from client.api import Client
+    c = Client("http://127.0.0.1:8000")
+    exp = c.submit("quickstart", **{"training.epochs": 50})   # template, file or dict
+    exp.wait(progress=True)
+    df = exp.metrics(names=["test/clean_accuracy"])            # long form: name, seed, step, value
+    exp.plot("robust_vs_radius", "rva.png")
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
+
+import httpx
+
+from client.overrides import parse_override, set_path  # noqa: F401  (public here too)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from client.sweep import Sweep
+
+TERMINAL = {"succeeded", "failed", "canceled"}
+RETRY_STATUS = {502, 503, 504}  # a restarting server / proxy: worth another try
+
+
+class AdvlabError(Exception):
+    """An HTTP error from the server, carrying its status code and message (for a 422 the
+    message names each offending field's JSON path)."""
+
+    def __init__(self, status_code: int, message: str, detail: Any = None) -> None:
+        super().__init__(f"HTTP {status_code}: {message}")
+        self.status_code = status_code
+        self.message = message
+        self.detail = detail
+
+
+class JobFailed(AdvlabError):
+    """`wait()` saw the experiment end failed or canceled (`.info` has the final state)."""
+
+    def __init__(self, message: str, info: dict) -> None:
+        super().__init__(409, message, info.get("error"))
+        self.info = info
+
+
+def _message(response: httpx.Response) -> tuple[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text or response.reason_phrase, None
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(detail, list):  # field errors: the server's msg already names the path
+        parts = []
+        for err in detail:
+            msg = str(err.get("msg")) if isinstance(err, dict) else str(err)
+            loc = err.get("loc") or [] if isinstance(err, dict) else []
+            loc = ".".join(str(p) for p in loc[1 if loc[:1] in (["body"], ["query"], ["path"])
+                                                 else 0:])
+            parts.append(msg if not loc or loc in msg else f"{loc}: {msg}")
+        return "; ".join(parts), detail
+    return str(detail), detail
+
+
+def long_frame(series: list[dict]) -> "pd.DataFrame":
+    """API series ([{name, seed, points: [[step, value]]}]) → DataFrame name, seed, step, value."""
+    import pandas as pd
+
+    rows = [(s["name"], s.get("seed", 0), step, value)
+            for s in series for step, value in s["points"]]
+    frame = pd.DataFrame(rows, columns=["name", "seed", "step", "value"])
+    return frame.astype({"seed": "int64", "step": "int64", "value": "float64"})
+
+
+class Client:
+    """A connection to an advlab server. Connection errors and 502/503/504 are retried with
+    backoff (submits carry an Idempotency-Key, so a retried POST never runs a job twice);
+    other errors raise AdvlabError with the server's message."""
+
+    def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None,
+                 timeout: float = 30.0, retries: int = 3) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self.retries = retries
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ transport
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError,
+                    httpx.ConnectTimeout):
+                if last:
+                    raise
+            else:
+                if response.status_code not in RETRY_STATUS or last:
+                    break
+            time.sleep(0.2 * 2**attempt)
+        if response.status_code >= 400:
+            message, detail = _message(response)
+            raise AdvlabError(response.status_code, message, detail)
+        return response
+
+    def get_json(self, path: str, **params: Any) -> Any:
+        clean = {k: v for k, v in params.items() if v is not None}
+        return self.request("GET", path, params=clean).json()
+
+    # ------------------------------------------------------------------ experiments
+
+    def load_spec(self, spec: dict | str | Path) -> dict:
+        """A dict (copied), a path to a JSON file, or a template name (GET /v1/templates)."""
+        if isinstance(spec, dict):
+            return json.loads(json.dumps(spec))
+        path = Path(spec)
+        if path.suffix == ".json" or path.exists():
+            return json.loads(path.read_text())
+        return self.template(str(spec))["spec"]
+
+    def submit(self, spec: dict | str | Path, idempotency_key: str | None = None,
+               **overrides: Any) -> "Experiment":
+        """Submit a spec; overrides are dotted paths: `submit(spec, **{"training.epochs": 5})`.
+        The server validates the result (AdvlabError 422 naming the bad path)."""
+        body = self.load_spec(spec)
+        for path, value in overrides.items():
+            set_path(body, path, value)
+        # a key of our own makes the retry of a POST whose answer was lost safe (no duplicate)
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        data = self.request("POST", "/v1/experiments", json=body, headers=headers).json()
+        return Experiment(self, data["id"])
+
+    def experiment(self, experiment_id: str) -> "Experiment":
+        return Experiment(self, experiment_id)
+
+    def experiments(self, page_size: int = 50, **filters: Any) -> Iterator[dict]:
+        """Every experiment matching the filters, page by page: `status` (str or list), `tag`,
+        `name`, `order`, and spec fields as `**{"spec.data.kind": "patch"}`."""
+        cursor = None
+        while True:
+            page = self.get_json("/v1/experiments", limit=page_size, cursor=cursor, **filters)
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    def templates(self) -> list[dict]:
+        return self.get_json("/v1/templates")["items"]
+
+    def template(self, name: str) -> dict:
+        return self.get_json(f"/v1/templates/{name}")
+
+    def compare(self, ids: list[str], names: list[str] | None = None,
+                max_points: int | None = None) -> dict:
+        """GET /v1/compare: spec differences, summaries side by side, aligned series."""
+        return self.get_json("/v1/compare", ids=",".join(ids),
+                             names=",".join(names) if names else None, max_points=max_points)
+
+    def compare_plot(self, ids: list[str], name: str, path: str | Path | None = None,
+                     fmt: str | None = None, **options: Any) -> bytes:
+        """Overlay plot: `robust_vs_radius` (options: attack, seed) or a metric's trajectory,
+        one line / band per experiment. The format follows `path`'s suffix (png default)."""
+        fmt = fmt or (Path(path).suffix.lstrip(".").lower() if path else "") or "png"
+        params = {"ids": ",".join(ids), **{k: v for k, v in options.items() if v is not None}}
+        content = self.request("GET", f"/v1/compare/plots/{name}.{fmt}", params=params).content
+        if path is not None:
+            Path(path).write_bytes(content)
+        return content
+
+    def sweep(self, base: dict | str | Path, grid: Mapping[str, list[Any]],
+              seeds: list[int] | None = None, *, name: str = "sweep",
+              tags: list[str] | None = None, seed_mode: str = "batched",
+              idempotency_key: str | None = None, **overrides: Any) -> "Sweep":
+        """POST /v1/sweeps: `base` (dict, file or template name, with dotted overrides) × `grid`
+        {spec path: [values]} × `seeds`."""
+        from client.sweep import Sweep
+
+        body_spec = self.load_spec(base)
+        for path, value in overrides.items():
+            set_path(body_spec, path, value)
+        body: dict[str, Any] = {"name": name, "tags": list(tags or []), "base": body_spec,
+                                "grid": dict(grid), "seed_mode": seed_mode}
+        if seeds is not None:
+            body["seeds"] = list(seeds)
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        data = self.request("POST", "/v1/sweeps", json=body, headers=headers).json()
+        return Sweep(self, data["id"])
+
+    def health(self) -> dict:
+        return self.get_json("/v1/health")
+
+
+class Experiment:
+    """A handle on one server-side experiment; every property reads fresh state."""
+
+    def __init__(self, client: Client, experiment_id: str) -> None:
+        self.client = client
+        self.id = experiment_id
+
+    def __repr__(self) -> str:
+        return f"Experiment({self.id!r})"
+
+    @property
+    def _path(self) -> str:
+        return f"/v1/experiments/{self.id}"
+
+    def info(self) -> dict:
+        return self.client.get_json(self._path)
+
+    @property
+    def status(self) -> str:
+        return self.info()["status"]
+
+    @property
+    def summary(self) -> dict | None:
+        return self.info().get("summary")
+
+    def wait(self, progress: bool = False, poll_s: float = 0.5, timeout_s: float | None = None,
+             raise_on_failure: bool = True) -> dict:
+        """Poll until the experiment ends; with `progress`, a bar with step/total and ETA.
+        Raises JobFailed (unless raise_on_failure=False) when it ends failed or canceled."""
+        bar = None
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        try:
+            while True:
+                info = self.info()
+                prog = info.get("progress") or {}
+                if progress and bar is None:
+                    from tqdm import tqdm
+
+                    bar = tqdm(total=prog.get("total") or None, desc=self.id[:8], unit="epoch",
+                               dynamic_ncols=True)
+                if bar is not None:
+                    bar.n = prog.get("step") or 0
+                    bar.set_postfix_str(info["status"])
+                    bar.refresh()
+                if info["status"] in TERMINAL:
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.id} still {info['status']} after {timeout_s}s")
+                time.sleep(poll_s)
+        finally:
+            if bar is not None:
+                bar.close()
+        if raise_on_failure and info["status"] != "succeeded":
+            reason = f": {info['error']}" if info.get("error") else ""
+            raise JobFailed(f"experiment {self.id} {info['status']}{reason}", info)
+        return info
+
+    def metrics(self, names: list[str] | None = None, max_points: int | None = None,
+                since_step: int | None = None, seed: int | None = None) -> "pd.DataFrame":
+        """Long-form DataFrame with columns name, seed, step, value."""
+        data = self.client.get_json(f"{self._path}/metrics", names=",".join(names) if names
+                                    else None, max_points=max_points, since_step=since_step,
+                                    seed=seed)
+        return long_frame(data["series"])
+
+    def correlations(self, seed: int | None = None) -> "pd.DataFrame":
+        """The per-feature correlation trajectories (`corr/*`) in long form."""
+        data = self.client.get_json(f"{self._path}/correlations", seed=seed)
+        return long_frame(data["series"])
+
+    def cosine_matrix(self, step: int | None = None, name: str | None = None,
+                      seed: int | None = None) -> "pd.DataFrame":
+        """One neuron × feature matrix as a DataFrame (rows: neurons, columns: features);
+        `.attrs` has name, step and seed. Default: the first cosine/* matrix, latest step."""
+        import pandas as pd
+
+        if name is None:
+            kinds = sorted(self.client.get_json(f"{self._path}/correlations")["matrices"])
+            cosine = [k for k in kinds if k.startswith("cosine/")] or kinds
+            if not cosine:
+                raise AdvlabError(404, f"experiment {self.id} has no correlation matrices")
+            name = cosine[0]
+        m = self.client.get_json(f"{self._path}/correlations", step=step, name=name, seed=seed)
+        frame = pd.DataFrame(m["values"], index=m["row_labels"] or None,
+                             columns=m["col_labels"] or None)
+        frame.attrs.update(name=m["name"], step=m["step"], seed=m["seed"])
+        return frame
+
+    def cancel(self) -> dict:
+        return self.client.request("POST", f"{self._path}/cancel").json()
+
+    def retry(self) -> "Experiment":
+        data = self.client.request("POST", f"{self._path}/retry").json()
+        return Experiment(self.client, data["id"])
+
+    def delete(self) -> None:
+        self.client.request("DELETE", self._path)
+
+    def plot(self, name: str, path: str | Path | None = None, fmt: str | None = None,
+             **options: Any) -> bytes:
+        """A rendered plot: learning_curves, robust_vs_radius, correlations, cosine (options:
+        seed, step, matrix). The format follows `path`'s suffix (png default, svg)."""
+        fmt = fmt or (Path(path).suffix.lstrip(".").lower() if path else "") or "png"
+        content = self.client.request("GET", f"{self._path}/plots/{name}.{fmt}",
+                                      params={k: v for k, v in options.items()
+                                              if v is not None}).content
+        if path is not None:
+            Path(path).write_bytes(content)
+        return content
+
+    def export(self, path: str | Path, fmt: str | None = None) -> Path:
+        """Download every recorded series as CSV or Parquet (format from the suffix)."""
+        path = Path(path)
+        fmt = fmt or path.suffix.lstrip(".").lower() or "csv"
+        path.write_bytes(self.client.request("GET", f"{self._path}/export.{fmt}").content)
+        return path
+
