@@ -10,6 +10,7 @@ import typer
 
 app = typer.Typer(help="advlab: experiments on the theory of adversarial examples.",
                   no_args_is_help=True, add_completion=False)
+__import__("client.admin_cli").admin_cli.mount(app)  # engineer J: `advlab users`, `advlab tokens`
 
 
 @app.command()
@@ -72,6 +73,11 @@ def _server() -> str:
                         help="advlab server URL (env ADVLAB_URL).")
 
 
+def _token() -> Optional[str]:
+    return typer.Option(None, "--token", envvar="ADVLAB_TOKEN", metavar="TOKEN", show_default=False,
+                        help="API token for a server with ADVLAB_AUTH=tokens (env ADVLAB_TOKEN).")
+
+
 @app.command()
 def submit(
     spec: str = typer.Argument(..., help="Spec file (JSON) or template name (`advlab templates`)."),
@@ -82,11 +88,12 @@ def submit(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     idempotency_key: Optional[str] = typer.Option(None, help="Makes retrying this submit safe."),
     server: str = _server(),
+    token: Optional[str] = _token(),
 ) -> None:
     """Submit an experiment to the server; prints its id (the server validates the spec)."""
     from client import remote
 
-    remote.submit(server, spec, set_, wait, quiet, idempotency_key)
+    remote.submit(remote.Server(server, token), spec, set_, wait, quiet, idempotency_key)
 
 
 @app.command("ls")
@@ -99,11 +106,12 @@ def list_(
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="At most this many (newest first)."),
     as_json: bool = typer.Option(False, "--json", help="JSON instead of a table."),
     server: str = _server(),
+    token: Optional[str] = _token(),
 ) -> None:
     """List experiments (newest first) with status, progress and key results."""
     from client import remote
 
-    remote.ls(server, status, tag, name, where, limit, as_json)
+    remote.ls(remote.Server(server, token), status, tag, name, where, limit, as_json)
 
 
 @app.command()
@@ -111,19 +119,21 @@ def show(
     experiment_id: str = typer.Argument(..., metavar="ID"),
     as_json: bool = typer.Option(False, "--json", help="The full JSON (spec included)."),
     server: str = _server(),
+    token: Optional[str] = _token(),
 ) -> None:
     """Status, progress, spec outline and summary of one experiment."""
     from client import remote
 
-    remote.show(server, experiment_id, as_json)
+    remote.show(remote.Server(server, token), experiment_id, as_json)
 
 
 @app.command()
-def cancel(experiment_id: str = typer.Argument(..., metavar="ID"), server: str = _server()) -> None:
+def cancel(experiment_id: str = typer.Argument(..., metavar="ID"), server: str = _server(),
+           token: Optional[str] = _token()) -> None:
     """Cancel a queued or running experiment."""
     from client import remote
 
-    remote.cancel(server, experiment_id)
+    remote.cancel(remote.Server(server, token), experiment_id)
 
 
 @app.command()
@@ -134,11 +144,12 @@ def metrics(
     max_points: Optional[int] = typer.Option(None, min=4, help="Downsample each series."),
     seed: Optional[int] = typer.Option(None, help="Only this seed."),
     server: str = _server(),
+    token: Optional[str] = _token(),
 ) -> None:
     """Metric series: a table (points, last, min, max per series) or --csv."""
     from client import remote
 
-    remote.metrics(server, experiment_id, names, csv, max_points, seed)
+    remote.metrics(remote.Server(server, token), experiment_id, names, csv, max_points, seed)
 
 
 @app.command()
@@ -150,11 +161,12 @@ def plot(
     step: Optional[int] = typer.Option(None, help="cosine: the matrix at this epoch."),
     matrix: Optional[str] = typer.Option(None, help="cosine: one matrix, e.g. cosine/robust."),
     server: str = _server(),
+    token: Optional[str] = _token(),
 ) -> None:
     """Save a rendered plot of an experiment."""
     from client import remote
 
-    remote.plot(server, experiment_id, name, output, seed, step, matrix)
+    remote.plot(remote.Server(server, token), experiment_id, name, output, seed, step, matrix)
 
 
 @app.command()
@@ -162,33 +174,40 @@ def export(
     experiment_id: str = typer.Argument(..., metavar="ID"),
     output: Path = typer.Option(..., "--output", "-o", help="File to write (.csv or .parquet)."),
     server: str = _server(),
+    token: Optional[str] = _token(),
 ) -> None:
     """Download every recorded series (long form: experiment_id,name,seed,step,value)."""
     from client import remote
 
-    remote.export(server, experiment_id, output)
+    remote.export(remote.Server(server, token), experiment_id, output)
 
 
 @app.command()
 def templates(
     name: Optional[str] = typer.Argument(None, help="Print this template's spec as JSON."),
     server: str = _server(),
+    token: Optional[str] = _token(),
 ) -> None:
     """List the experiment templates of the three papers, or print one's spec."""
     from client import remote
 
-    remote.templates(server, name)
+    remote.templates(remote.Server(server, token), name)
 
 
 @app.command()
 def compare(
     ids: list[str] = typer.Argument(..., metavar="ID...", help="Two or more experiment ids."),
+    plot: Optional[str] = typer.Option(None, help="Overlay plot instead: robust_vs_radius or a "
+                                                  "metric name (e.g. test/clean_accuracy)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Plot file (.png/.svg)."),
+    attack: Optional[str] = typer.Option(None, help="robust_vs_radius: only this attack label."),
     server: str = _server(),
+    token: Optional[str] = _token(),
 ) -> None:
-    """Experiments side by side: spec differences and summaries."""
+    """Experiments side by side: spec differences and summaries, or an overlay --plot."""
     from client import remote
 
-    remote.compare(server, ids)
+    remote.compare(remote.Server(server, token), ids, plot, output, attack)
 
 
 @app.command()
@@ -204,11 +223,12 @@ def sweep(
     wait: bool = typer.Option(False, "--wait", "-w", help="Wait, then print the aggregate table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     server: str = _server(),
+    token: Optional[str] = _token(),
 ) -> None:
     """Submit a sweep: base spec × grid × seeds; with --wait prints mean ± std per grid point."""
     from client import remote
 
-    remote.sweep(server, spec, grid, seeds, set_, name, seed_mode, wait, quiet)
+    remote.sweep(remote.Server(server, token), spec, grid, seeds, set_, name, seed_mode, wait, quiet)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ case "$1" in
   worker)
     shift
     exec advlab worker --concurrency "${ADVLAB_WORKER_CONCURRENCY:-1}" \
-         --queues "${ADVLAB_QUEUE:-advlab}" "$@"
+         --queues "${ADVLAB_WORKER_QUEUES:-${ADVLAB_QUEUE:-advlab}}" "$@"
     ;;
   migrate)
     exec advlab migrate

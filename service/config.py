@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,17 @@ class Settings(BaseSettings):
     # broker
     queue: str = "advlab"  # Celery queue the API sends to and workers consume
 
+    # lab server (engineer J): auth, quotas, priorities, queues, hardening
+    auth: Literal["none", "tokens"] = "none"  # tokens: `Authorization: Bearer` on every /v1 call
+    max_active_per_user: int = 1000  # queued + running jobs per user (429 beyond)
+    quota_retry_after_s: int = 30  # Retry-After of a quota 429
+    max_priority: int = 5  # non-admin users may submit with |priority| <= this (admins: 1000)
+    cpu_queue: str | None = None  # queue of device auto/cpu jobs; default: `queue`
+    gpu_queue: str = "gpu"  # queue of device cuda jobs (`advlab worker --queues gpu`)
+    cors_origins: str = ""  # comma-separated origins allowed by CORS; empty: CORS off
+    auth_failures_per_minute: int = 20  # bad tokens per client IP per minute before 429
+    log_format: Literal["json", "text"] = "json"  # advlab.* loggers (request and job logs)
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'advlab.db'}"
@@ -47,6 +59,14 @@ class Settings(BaseSettings):
     @property
     def resolved_broker_url(self) -> str:
         return self.broker_url or "filesystem://"
+
+    @property
+    def resolved_cpu_queue(self) -> str:
+        return self.cpu_queue or self.queue
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def broker_dir(self) -> Path:

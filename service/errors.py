@@ -5,6 +5,12 @@
   (`multi_cluster`, `float`, ...), which a client cannot map back onto its document, so they are
   stripped by walking the spec's type tree (service.spec_paths).
 - Store domain errors: NotFound → 404, IllegalTransition → 409, SchemaOutOfDate → 503.
+- The database unreachable or a connection dropped mid-request (SQLAlchemy OperationalError,
+  DisconnectionError, InterfaceError) → 503 with `Retry-After`: a transient fault, not a bug.
+  Nothing to reset afterwards: the engine's pool_pre_ping replaces dead pooled connections on
+  the next checkout, so the next request after the database is back succeeds.
+- A request value the database refuses to hold (SQLAlchemy DataError: a NUL character in a
+  string on PostgreSQL, found by fuzzing `?names=%00`) → 422: the client's input, not a bug.
 - Bodies over `settings.max_body_bytes` are refused with 413 by `BodyLimitMiddleware` BEFORE
   anything parses them (Content-Length checked first, then the streamed bytes are counted, so a
   chunked upload without a length cannot get around it).
@@ -13,14 +19,24 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, DisconnectionError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.spec_paths import json_path, kinds_at
 from service.store.base import IllegalTransition, NotFound, SchemaOutOfDate
+
+
+log = logging.getLogger("advlab.api")
+
+DATABASE_RETRY_AFTER_S = 2  # Retry-After of a 503 for a lost database connection
+BODY_NOT_DECODED = "There was an error parsing the body"  # FastAPI's 400 for undecodable bodies
 
 
 class LimitExceeded(Exception):
@@ -103,6 +119,13 @@ def install_error_handlers(app: FastAPI) -> None:
             whole_body[0]["msg"] = "the experiment spec must be a JSON object"
         return _error(422, detail)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and exc.detail == BODY_NOT_DECODED:  # e.g. invalid UTF-8
+            return _error(422, [{"loc": ["body"], "msg": "malformed JSON: the body could not "
+                                 "be decoded (send UTF-8 JSON)", "type": "json_invalid"}])
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(LimitExceeded)
     async def _limit(request: Request, exc: LimitExceeded) -> JSONResponse:
         return _error(413, [{"loc": exc.loc, "msg": str(exc), "type": f"limit.{exc.limit}"}])
@@ -122,6 +145,25 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def _conflict2(request: Request, exc: Conflict) -> JSONResponse:
         return _error(409, str(exc))
+
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # the driver's message names hosts and ports: it goes to the log, not to the client
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        log.warning("database unavailable (%s %s): %s: %s", request.method, request.url.path,
+                    type(exc).__name__, reason[0][:300] if reason else "")
+        return _error(503, "database unavailable: the connection failed or was dropped; "
+                           f"retry in {DATABASE_RETRY_AFTER_S} s",
+                      headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)})
+
+    for transient in (OperationalError, DisconnectionError, InterfaceError):
+        app.add_exception_handler(transient, _database_unavailable)
+
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, exc: DataError) -> JSONResponse:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return _error(422, [{"loc": ["request"], "type": "value_error.unstorable",
+                             "msg": "a value in this request cannot be stored or compared "
+                                    f"by the database: {reason[0][:200] if reason else exc}"}])
 
     @app.exception_handler(SchemaOutOfDate)
     async def _schema(request: Request, exc: SchemaOutOfDate) -> JSONResponse:

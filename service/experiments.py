@@ -19,6 +19,8 @@ from pydantic import ValidationError
 
 from advcore import __version__ as ADVCORE_VERSION
 from advcore.spec import ExperimentSpec
+from service import quotas
+from service.auth import LOCAL_USER, Principal
 from service.config import Settings
 from service.errors import Conflict, FieldError
 from service.limits import check_limits
@@ -31,6 +33,7 @@ from service.store.base import (TERMINAL, Experiment, ExperimentFilter, IllegalT
 log = logging.getLogger("advlab.api")
 
 Enqueue = Callable[[str], None]
+LOCAL = Principal(LOCAL_USER, True)  # the caller when auth is off
 RETRYABLE = frozenset({"failed", "canceled"})
 
 
@@ -67,7 +70,8 @@ def to_read(exp: Experiment) -> ExperimentRead:
         progress=progress, attempts=exp.attempts, worker=exp.worker,
         cancel_requested=exp.cancel_requested, created_at=exp.created_at,
         started_at=exp.started_at, finished_at=exp.finished_at, heartbeat_at=exp.heartbeat_at,
-        error=exp.error, summary=exp.summary, retry_of=exp.retry_of, links=links(exp.id))
+        error=exp.error, summary=exp.summary, retry_of=exp.retry_of, links=links(exp.id),
+        owner=exp.owner, priority=exp.priority, queue=exp.queue)
 
 
 def submitted(exp: Experiment) -> Submitted:
@@ -85,22 +89,31 @@ def _enqueue_after_commit(enqueue: Enqueue, experiment_id: str) -> None:
 
 
 def _create(store: Store, spec: ExperimentSpec, *, idempotency_key: str | None = None,
-            retry_of: str | None = None) -> tuple[Experiment, bool]:
+            retry_of: str | None = None, owner: str = LOCAL_USER, priority: int = 0,
+            settings: Settings | None = None) -> tuple[Experiment, bool]:
     resolved = spec.resolve()
     resolved.advlab_version = ADVCORE_VERSION
     return store.create_experiment(
         name=resolved.name, tags=list(resolved.tags), spec=resolved.model_dump(mode="json"),
         spec_hash=resolved.spec_hash(), total_steps=resolved.total_steps,
-        idempotency_key=idempotency_key, retry_of=retry_of)
+        idempotency_key=idempotency_key, retry_of=retry_of, owner=owner, priority=priority,
+        queue=quotas.queue_for(resolved.device, settings or Settings()))
 
 
 def submit(store: Store, settings: Settings, enqueue: Enqueue, spec: ExperimentSpec,
-           idempotency_key: str | None = None) -> tuple[Experiment, bool]:
-    """Check limits, store the resolved spec (committed), then enqueue. Returns (job, created);
-    created is False on an Idempotency-Key replay (nothing is enqueued again). Reusing a key for
-    a different spec is a Conflict rather than a silent answer about another job."""
+           idempotency_key: str | None = None, *, user: Principal = LOCAL,
+           priority: int = 0) -> tuple[Experiment, bool]:
+    """Check limits, the user's quota and priority bound, store the resolved spec (committed)
+    with its owner and queue, then enqueue. Returns (job, created); created is False on an
+    Idempotency-Key replay (nothing is enqueued again). Reusing a key for a different spec is a
+    Conflict rather than a silent answer about another job."""
     check_limits(spec, settings)
-    exp, created = _create(store, spec, idempotency_key=idempotency_key)
+    quotas.check_priority(user, priority, settings)
+    replay = store.find_by_idempotency_key(idempotency_key) if idempotency_key else None
+    if replay is None:  # a replay adds no job, so it is never over quota
+        quotas.check_active(store, user, settings)
+    exp, created = _create(store, spec, idempotency_key=idempotency_key, owner=user.name,
+                           priority=priority, settings=settings)
     if not created:
         if exp.spec_hash != spec.spec_hash():
             raise Conflict(f"Idempotency-Key {idempotency_key!r} was already used for experiment "
@@ -110,8 +123,10 @@ def submit(store: Store, settings: Settings, enqueue: Enqueue, spec: ExperimentS
     return exp, True
 
 
-def retry(store: Store, enqueue: Enqueue, experiment_id: str) -> Experiment:
-    """A failed or canceled job → a NEW queued job with the same spec and `retry_of` set."""
+def retry(store: Store, enqueue: Enqueue, experiment_id: str, *, user: Principal = LOCAL,
+          settings: Settings | None = None) -> Experiment:
+    """A failed or canceled job → a NEW queued job with the same spec and `retry_of` set, owned
+    by whoever retried it (and counted against their quota)."""
     old = store.get_experiment(experiment_id)
     if old.status not in RETRYABLE:
         raise Conflict(f"experiment {experiment_id} is {old.status}; only failed or canceled "
@@ -121,7 +136,10 @@ def retry(store: Store, enqueue: Enqueue, experiment_id: str) -> Experiment:
     except ValidationError as exc:  # stored by an older advlab whose spec schema differed
         raise Conflict(f"the stored spec of {experiment_id} no longer validates; submit a "
                        f"corrected spec instead: {exc.errors()[0]['msg']}") from None
-    exp, _ = _create(store, spec, retry_of=old.id)
+    if settings is not None:
+        quotas.check_active(store, user, settings)
+    exp, _ = _create(store, spec, retry_of=old.id, owner=user.name, priority=old.priority,
+                     settings=settings)
     _enqueue_after_commit(enqueue, exp.id)
     return exp
 
@@ -150,13 +168,14 @@ def delete(store: Store, experiment_id: str) -> None:
 
 def list_page(store: Store, *, status: Sequence[str], tag: str | None, name: str | None,
               spec_fields: dict[str, str], limit: int, cursor: str | None,
-              order: Literal["created_desc", "created_asc"]) -> ExperimentPage:
+              order: Literal["created_desc", "created_asc"],
+              owner: str | None = None) -> ExperimentPage:
     for path in spec_fields:
         if not spec_path_exists(path.split(".")):
             raise FieldError(["query", f"spec.{path}"], f"spec.{path}: no such spec field",
                              "unknown_spec_field")
     flt = ExperimentFilter(status=tuple(status), tag=tag, name_contains=name,
-                           spec_fields=dict(spec_fields))
+                           spec_fields=dict(spec_fields), owner=owner)
     try:
         page = store.list_experiments(flt, limit=limit, cursor=cursor, order=order)
     except ValueError as exc:  # the store's only ValueError here: a cursor it did not issue

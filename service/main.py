@@ -18,6 +18,11 @@ from service.api.routes import api_router, root_router
 from service.api.routes.health import RequestTimer, Telemetry
 from service.config import Settings, get_settings
 from service.errors import BodyLimitMiddleware, install_error_handlers
+from fastapi.middleware.cors import CORSMiddleware
+from service.auth import install_auth
+from service.hardening import RequestContextMiddleware, StrictJsonMiddleware
+from service.logging import configure_logging
+from service.schemas import Error
 
 DESCRIPTION = """Experiments on the theory of adversarial examples.
 
@@ -27,11 +32,34 @@ oversize body or a spec over a configured limit, 404 for an unknown id, 409 for 
 job's status does not allow, 503 when the database schema is out of date."""
 
 
-def _enqueue_for(settings: Settings) -> Callable[[str], None]:
+DATABASE_UNAVAILABLE = {503: {
+    "model": Error, "description": "The database is unreachable or dropped the connection "
+                                   "(or its schema is out of date); retry after `Retry-After` s.",
+    "headers": {"Retry-After": {"description": "Seconds to wait before retrying.",
+                                "schema": {"type": "integer"}}}}}
+
+
+def _api_responses(settings: Settings) -> dict:
+    """What any /v1 route may answer besides its own codes (so the OpenAPI schema is complete:
+    tests/fuzz checks every response against it)."""
+    responses: dict = dict(DATABASE_UNAVAILABLE)
+    if settings.auth == "tokens":
+        responses[401] = {"model": Error, "description": "Missing or invalid bearer token.",
+                          "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}}
+        responses[429] = {"model": Error, "description": "Too many failed tokens from this "
+                                                         "client (or a quota): retry later.",
+                          "headers": {"Retry-After": {"schema": {"type": "integer"}}}}
+    return responses
+
+
+def _enqueue_for(settings: Settings, app: FastAPI | None = None) -> Callable[[str], None]:
     def enqueue(experiment_id: str) -> None:
         from worker.enqueue import enqueue_experiment  # sends by task name: no torch import
 
-        enqueue_experiment(experiment_id, settings)
+        queue = None  # the queue the row was routed to (by spec.device; engineer J)
+        if app is not None and getattr(app.state, "store", None) is not None:
+            queue = app.state.store.get_experiment(experiment_id).queue
+        enqueue_experiment(experiment_id, settings, queue=queue)
 
     return enqueue
 
@@ -56,15 +84,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="advlab", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan)
     app.state.settings = settings
-    app.state.enqueue = _enqueue_for(settings)
+    app.state.enqueue = _enqueue_for(settings, app)
     install_error_handlers(app)
-    app.include_router(api_router)
+    install_auth(app)  # engineer J: 401/403/429 and the token-failure limiter
+    app.include_router(api_router, responses=_api_responses(settings))
     app.include_router(root_router)
     # the last added is outermost: the timer sees every request, 413s included; the size limit
     # refuses before anything reads the body
+    app.add_middleware(StrictJsonMiddleware)  # engineer J: duplicate keys, NaN → 422
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origin_list:  # CORS is off unless origins are configured
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list,
+                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key",
+                                          "X-Request-ID"],
+                           expose_headers=["X-Request-ID", "Location", "Retry-After"])
+    app.add_middleware(RequestContextMiddleware)  # request id, access log, security headers
     app.add_middleware(RequestTimer)
     return app
 
 
+configure_logging(get_settings().log_format)  # JSON lines for advlab.*, service.*, worker.*
 app = create_app()  # cheap: the store is opened by the lifespan, not here

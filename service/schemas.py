@@ -61,6 +61,9 @@ class ExperimentRead(BaseModel):
     summary: dict[str, Any] | None = Field(None, description="Final summary once succeeded.")
     retry_of: str | None = Field(None, description="The experiment this one retries.")
     links: Links
+    owner: str | None = Field(None, description="User who submitted it (`local` with auth off).")
+    priority: int = Field(0, description="Orders the owner's own jobs (higher first).")
+    queue: str | None = Field(None, description="Worker queue it was routed to (by `device`).")
 
 
 class ExperimentPage(BaseModel):

@@ -79,6 +79,7 @@ class SweepRead(BaseModel):
     seeds: list[int]
     seed_mode: str
     members: list[SweepMemberRead]
+    owner: str | None = Field(None, description="User who created it (engineer J).")
     aggregate: list[AggregateRow] = Field(description="One row per grid point: mean ± std "
                                                       "over seeds of each final metric.")
     metric_names: list[str] = Field(description="Keys present in the aggregate table.")
@@ -104,6 +105,7 @@ class SweepSummary(BaseModel):
     grid: list[GridAxis]
     seeds: list[int]
     seed_mode: str
+    owner: str | None = None
 
 
 def links(sweep_id: str) -> SweepLinks:
@@ -132,7 +134,7 @@ def to_read(sweep: Sweep, experiments: list[Experiment]) -> SweepRead:
         counts=counts, created_at=sweep.created_at, base_spec=sweep.base_spec,
         grid=[GridAxis(path=p, values=v) for p, v in sweep.grid], seeds=sweep.seeds,
         seed_mode=sweep.seed_mode, members=members, aggregate=[AggregateRow(**r) for r in rows],
-        metric_names=names, links=links(sweep.id))
+        metric_names=names, links=links(sweep.id), owner=sweep.owner)
 
 
 def to_summary(sweep: Sweep, experiments: list[Experiment]) -> SweepSummary:
@@ -141,7 +143,7 @@ def to_summary(sweep: Sweep, experiments: list[Experiment]) -> SweepSummary:
                         status=svc.sweep_status(counts), counts=counts,
                         created_at=sweep.created_at,
                         grid=[GridAxis(path=p, values=v) for p, v in sweep.grid],
-                        seeds=sweep.seeds, seed_mode=sweep.seed_mode)
+                        seeds=sweep.seeds, seed_mode=sweep.seed_mode, owner=sweep.owner)
 
 
 def read(store: Store, sweep_id: str) -> SweepRead:

@@ -11,10 +11,12 @@ from service.config import Settings, get_settings
 from worker.app import TASK_NAME, app_for
 
 
-def enqueue_experiment(experiment_id: str, settings: Settings | None = None) -> None:
-    """Send `advlab.run_experiment(experiment_id)` to the configured queue."""
+def enqueue_experiment(experiment_id: str, settings: Settings | None = None,
+                       queue: str | None = None) -> None:
+    """Send `advlab.run_experiment(experiment_id)` to `queue` (the row's routed queue), else to
+    the configured default queue."""
     app = app_for(settings)
-    queue = (settings or get_settings()).queue
+    queue = queue or (settings or get_settings()).queue
     app.send_task(TASK_NAME, args=[experiment_id], queue=queue, routing_key=queue)
 
 

@@ -33,7 +33,7 @@ def worker_command(
     pool = "solo" if concurrency == 1 else "prefork"
     return [
         sys.executable, "-m", "celery", "-A", "worker.app:celery_app", "worker",
-        "-P", pool, "-c", str(concurrency), "-Q", queues or settings.queue, "-n", hostname,
+        "-P", pool, "-c", str(concurrency), "-Q", queues or settings.resolved_cpu_queue, "-n", hostname,
         "--loglevel", loglevel, "--without-mingle", "--without-gossip", "--without-heartbeat",
     ]
 

@@ -51,9 +51,18 @@ class Reaper:
 
         self.store = store
         self.settings = settings
-        self.enqueue = enqueue or enqueue_experiment
+        self.enqueue = enqueue or self._send_to_routed_queue
+        self._send = enqueue_experiment
         self.queue_depth = queue_depth or broker_depth
         self._suspects: set[str] = set()  # queued ids seen lost on the previous pass
+
+    def _send_to_routed_queue(self, experiment_id: str, settings: Settings) -> None:
+        """Re-send to the queue the row was routed to (cpu/gpu by spec.device; engineer J)."""
+        try:
+            queue = self.store.get_experiment(experiment_id).queue
+        except StoreError:
+            return  # deleted meanwhile: nothing to send
+        self._send(experiment_id, settings, queue=queue)
 
     def reap_once(self) -> ReapReport:
         report = ReapReport()
@@ -83,6 +92,10 @@ class Reaper:
                                            order="created_asc")
         old = {e.id for e in page.items
                if _age_s(e.created_at, now) >= self.settings.lost_queued_after_s}
+        # the broker depth checked is the default queue's: old rows routed elsewhere (the gpu
+        # queue, engineer J) are re-sent only by a reaper whose default queue it is
+        default = {None, self.settings.queue}
+        old = {e.id for e in page.items if e.id in old and e.queue in default}
         if not old or self.queue_depth(self.settings) > 0:
             self._suspects.clear()  # nothing old, or the broker still holds work for them
             return

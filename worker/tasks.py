@@ -19,6 +19,7 @@ from celery import signals
 from celery.exceptions import Reject
 
 from service.config import Settings, get_settings
+from service.logging import configure_logging, experiment_id_var
 from service.store.base import StaleAttempt, Store, StoreError
 from worker.app import TASK_NAME, celery_app
 from worker.observer import StoreObserver
@@ -71,10 +72,14 @@ def readable_error(exc: BaseException) -> str:
 
 def execute(
     experiment_id: str, store: Store, settings: Settings, *, worker_name: str,
-    shutdown: threading.Event | None = None,
+    shutdown: threading.Event | None = None, fair: bool = False,
 ) -> str:
     """Run one attempt of the experiment; return the status it ended in ('skipped' when the job
-    was not runnable: already finished, canceled, taken by another worker, or unknown)."""
+    was not runnable: already finished, canceled, taken by another worker, or unknown).
+
+    fair=True (the Celery task): the message is a ticket, not an order — run the job that is
+    next in fair order in the same queue (store.claim_next: one user's flood cannot starve
+    another's single job); each message still runs exactly one queued job."""
     from pydantic import ValidationError
 
     from advcore.observe import Canceled
@@ -84,13 +89,18 @@ def execute(
     try:
         # conditional on status `queued`: a duplicate message (re-sent by a reaper) for a job
         # that is running or done, a canceled or a deleted job all come back None
-        experiment = store.start_attempt(experiment_id, worker_name)
+        experiment = (store.claim_next(experiment_id, worker_name) if fair
+                      else store.start_attempt(experiment_id, worker_name))
     except StoreError as exc:
         log.info("experiment %s not runnable: %s", experiment_id, exc)
         return "skipped"
     if experiment is None:
         log.info("experiment %s is not queued; message ignored", experiment_id)
         return "skipped"
+    message_id, experiment_id = experiment_id, experiment.id
+    experiment_id_var.set(experiment_id)  # every log line of this job carries its id
+    if experiment_id != message_id:
+        log.info("message for %s claimed %s (fair order)", message_id, experiment_id)
     attempt = experiment.attempts
     try:
         spec = parse_spec(experiment.spec)
@@ -152,7 +162,7 @@ def _hand_back(store: Store, settings: Settings, experiment_id: str, attempt: in
         return "stale"
     if requeued.status == "queued":
         try:
-            enqueue_experiment(experiment_id, settings)
+            enqueue_experiment(experiment_id, settings, queue=requeued.queue)
         except Exception:  # the reaper re-sends queued rows nobody picked up
             log.exception("could not re-enqueue %s on shutdown", experiment_id)
     return requeued.status
@@ -167,15 +177,26 @@ def run_experiment_task(self, experiment_id: str) -> str:
         raise Reject("worker is shutting down", requeue=True)
     settings = get_settings()
     store = store_for(settings.resolved_database_url)
-    status = execute(experiment_id, store, settings, worker_name=self.request.hostname or "worker",
-                     shutdown=SHUTTING_DOWN)
-    log.info("experiment %s: %s", experiment_id, status)
+    token = experiment_id_var.set(experiment_id)
+    try:
+        status = execute(experiment_id, store, settings,
+                         worker_name=self.request.hostname or "worker", shutdown=SHUTTING_DOWN,
+                         fair=True)
+        log.info("message %s: %s", experiment_id, status)
+    finally:
+        experiment_id_var.reset(token)
     return status
 
 
 @signals.worker_shutting_down.connect
 def _on_shutting_down(**_kwargs) -> None:
     SHUTTING_DOWN.set()
+
+
+@signals.worker_process_init.connect
+@signals.worker_init.connect
+def _configure_logging(**_kwargs) -> None:
+    configure_logging(get_settings().log_format)  # JSON lines with the experiment id
 
 
 @signals.worker_ready.connect

@@ -10,6 +10,7 @@ from typing import Annotated, Callable
 
 from fastapi import Depends, Path, Request
 
+from service.auth import UserDep, ensure_can_write
 from service.config import Settings
 from service.store.base import Experiment, NotFound, Store
 
@@ -42,3 +43,12 @@ def existing_experiment(experiment_id: ExperimentId, store: StoreDep) -> Experim
 
 
 ExperimentDep = Annotated[Experiment, Depends(existing_experiment)]
+
+
+def owned_experiment(experiment: ExperimentDep, user: UserDep) -> Experiment:
+    """The experiment, if the caller may change it (its owner or an admin); else 403."""
+    ensure_can_write(user, experiment.owner, f"experiment {experiment.id}")
+    return experiment
+
+
+OwnedExperimentDep = Annotated[Experiment, Depends(owned_experiment)]  # engineer J

@@ -57,6 +57,9 @@ class Experiment:
     cancel_requested: bool
     retry_of: str | None = None
     idempotency_key: str | None = None
+    owner: str | None = None  # user name ("local" with auth off); None before migration 0003
+    priority: int = 0  # orders the owner's own jobs in the fair claim (higher first)
+    queue: str | None = None  # Celery queue it was routed to (by spec.device)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class ExperimentFilter:
     name_contains: str | None = None
     spec_hash: str | None = None
     spec_fields: dict[str, str] = field(default_factory=dict)  # {"data.kind": "patch"}
+    owner: str | None = None  # engineer J: only this owner's experiments
 
 
 # ---------------------------------------------------------------- sweeps (engineer I)
@@ -115,6 +119,7 @@ class NewSweepMember:
     point_index: int
     point: dict[str, Any]
     seeds: list[int]
+    queue: str | None = None  # Celery queue (by the member spec's device)
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,7 @@ class Sweep:
     created_at: datetime
     members: list[SweepMember]
     idempotency_key: str | None = None
+    owner: str | None = None  # who created it (engineer J, migration 0003)
 
 
 class Store(abc.ABC):
@@ -145,6 +151,9 @@ class Store(abc.ABC):
         total_steps: int,
         idempotency_key: str | None = None,
         retry_of: str | None = None,
+        owner: str | None = None,
+        priority: int = 0,
+        queue: str | None = None,
     ) -> tuple[Experiment, bool]:
         """Insert a queued experiment and commit. With an idempotency key already used, return
         the existing experiment instead; the bool says whether a new row was created."""
@@ -244,6 +253,7 @@ class Store(abc.ABC):
         self, *, name: str, tags: list[str], base_spec: dict[str, Any],
         grid: Sequence[tuple[str, list[Any]]], seeds: list[int], seed_mode: str,
         members: Sequence[NewSweepMember], idempotency_key: str | None = None,
+        owner: str | None = None, priority: int = 0,
     ) -> tuple[Sweep, list[Experiment], bool]:
         """Insert the sweep and its member experiments (queued) in ONE transaction and commit.
         With an idempotency key already used, return the existing sweep and members; the bool
@@ -268,3 +278,68 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def delete_sweep(self, sweep_id: str) -> None:
         """Delete the sweep and its member links (not the experiments). Raises NotFound."""
+
+    # ---------------------------------------------------------------- users, tokens, fair claim
+    # (engineer J; implemented by service.store.users.UserStoreMixin)
+
+    @abc.abstractmethod
+    def create_user(self, name: str, *, is_admin: bool = False) -> "User":
+        """Raises Duplicate when the name is taken."""
+
+    @abc.abstractmethod
+    def get_user(self, name: str) -> "User":
+        """Raises NotFound."""
+
+    @abc.abstractmethod
+    def list_users(self) -> list["User"]: ...
+
+    @abc.abstractmethod
+    def create_token(self, user: str, token_hash: str, *, label: str = "") -> "ApiToken":
+        """Store a token's hash (never the token). Raises NotFound for an unknown user."""
+
+    @abc.abstractmethod
+    def user_for_token(self, token_hash: str) -> "User | None":
+        """The user of a live (not revoked) token with this hash, else None."""
+
+    @abc.abstractmethod
+    def list_tokens(self, user: str | None = None) -> list["ApiToken"]: ...
+
+    @abc.abstractmethod
+    def revoke_token(self, token_id: str) -> "ApiToken":
+        """Mark revoked (idempotent). Raises NotFound."""
+
+    @abc.abstractmethod
+    def count_active(self, owner: str) -> int:
+        """The owner's queued + running experiments."""
+
+    @abc.abstractmethod
+    def find_by_idempotency_key(self, key: str) -> Experiment | None:
+        """The experiment submitted with this Idempotency-Key (a replay is never over quota)."""
+
+    @abc.abstractmethod
+    def claim_next(self, experiment_id: str, worker: str) -> Experiment | None:
+        """Fair claim: start (as start_attempt does) the queued job that is next in fair order
+        among the jobs of the same queue as `experiment_id` — the owner with the fewest running
+        jobs, then the owner served least recently, then priority, then age — rather than
+        `experiment_id` itself. None when nothing in that queue is runnable."""
+
+
+class Duplicate(StoreError):
+    """A unique name (user) already exists (HTTP 409)."""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    is_admin: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    id: str
+    user: str
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None

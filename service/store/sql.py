@@ -31,6 +31,7 @@ from service.store.series import BLK, write_points
 from service.store.orm import ExperimentRow, MatrixRow, MetricPointRow, MetricSeriesRow, UtcDateTime
 from service.store.session import Sessions
 from service.store.sweeps import SweepStoreMixin
+from service.store.users import UserStoreMixin
 
 E = ExperimentRow.__table__
 P = MetricPointRow.__table__
@@ -72,7 +73,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ValueError(f"invalid cursor: {cursor!r}") from exc
 
 
-class SqlStore(SweepStoreMixin, Store):  # sweeps: service/store/sweeps.py
+class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # sweeps.py; users.py (engineer J)
     def __init__(self, engine: sa.Engine, *, metric_batch: int = 500) -> None:
         self.engine = engine
         self.sessions = Sessions(engine)
@@ -108,7 +109,9 @@ class SqlStore(SweepStoreMixin, Store):  # sweeps: service/store/sweeps.py
 
     def create_experiment(self, *, name: str, tags: list[str], spec: dict[str, Any], spec_hash: str,
                           total_steps: int, idempotency_key: str | None = None,
-                          retry_of: str | None = None) -> tuple[Experiment, bool]:
+                          retry_of: str | None = None, owner: str | None = None,
+                          priority: int = 0, queue: str | None = None,
+                          ) -> tuple[Experiment, bool]:
         def existing() -> Experiment | None:
             with self.sessions.read() as s:
                 row = s.execute(sa.select(E).where(E.c.idempotency_key == idempotency_key)).first()
@@ -120,6 +123,7 @@ class SqlStore(SweepStoreMixin, Store):  # sweeps: service/store/sweeps.py
             id=uuid.uuid4().hex, name=name, tags=list(tags), spec=_finite(spec), spec_hash=spec_hash,
             status="queued", step=0, total_steps=total_steps, attempts=0, created_at=utcnow(),
             cancel_requested=False, retry_of=retry_of, idempotency_key=idempotency_key,
+            owner=owner, priority=int(priority), queue=queue,
         )
         try:
             with self.sessions.write() as s:

@@ -37,6 +37,7 @@ class SweepRow(Base):
     seed_mode: Mapped[str] = mapped_column(sa.String(16))  # batched | separate
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
+    owner: Mapped[str | None] = mapped_column(sa.String(64))  # engineer J, migration 0003
 
     __table_args__ = (sa.Index("ix_sweeps_created_at_id", "created_at", "id"),)
 
@@ -69,7 +70,7 @@ def _to_sweep(row: sa.Row, members: Sequence[sa.Row]) -> Sweep:
     return Sweep(
         id=m["id"], name=m["name"], tags=list(m["tags"]), base_spec=dict(m["base_spec"]),
         grid=grid, seeds=[int(s) for s in m["seeds"]], seed_mode=m["seed_mode"],
-        created_at=m["created_at"], idempotency_key=m["idempotency_key"],
+        created_at=m["created_at"], idempotency_key=m["idempotency_key"], owner=m["owner"],
         members=[SweepMember(experiment_id=r.experiment_id, point_index=r.point_index,
                              point=in_grid_order(r.point), seeds=[int(s) for s in r.seeds])
                  for r in members])
@@ -90,6 +91,7 @@ class SweepStoreMixin:
     def create_sweep(self, *, name: str, tags: list[str], base_spec: dict[str, Any],
                      grid: Sequence[tuple[str, list[Any]]], seeds: list[int], seed_mode: str,
                      members: Sequence[NewSweepMember], idempotency_key: str | None = None,
+                     owner: str | None = None, priority: int = 0,
                      ) -> tuple[Sweep, list[Experiment], bool]:
         from service.store.sql import _finite, _to_experiment, utcnow  # sql.py imports this module
 
@@ -108,7 +110,7 @@ class SweepStoreMixin:
             id=sweep_id, name=name, tags=list(tags), base_spec=_finite(base_spec),
             grid=[{"path": path, "values": _finite(list(values))} for path, values in grid],
             seeds=[int(s) for s in seeds], seed_mode=seed_mode, created_at=now,
-            idempotency_key=idempotency_key)
+            idempotency_key=idempotency_key, owner=owner)
         experiment_rows, link_rows = [], []
         for member in members:
             experiment_id = uuid.uuid4().hex
@@ -116,7 +118,8 @@ class SweepStoreMixin:
                 id=experiment_id, name=member.name, tags=list(member.tags),
                 spec=_finite(member.spec), spec_hash=member.spec_hash, status="queued", step=0,
                 total_steps=member.total_steps, attempts=0, created_at=now,
-                cancel_requested=False, retry_of=None, idempotency_key=None))
+                cancel_requested=False, retry_of=None, idempotency_key=None,
+                owner=owner, priority=int(priority), queue=member.queue))
             link_rows.append(dict(sweep_id=sweep_id, experiment_id=experiment_id,
                                   point_index=member.point_index, point=_finite(member.point),
                                   seeds=[int(s) for s in member.seeds]))

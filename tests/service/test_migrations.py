@@ -24,7 +24,8 @@ from tests.conftest import PG_ADMIN_URL, require_service
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = {"experiments", "metric_points", "metric_series", "metric_blocks", "correlation_matrices",
-          "sweeps", "sweep_members"}  # 0002_sweeps (engineer I)
+          "sweeps", "sweep_members",  # 0002_sweeps (engineer I)
+          "users", "api_tokens"}  # 0003_auth (engineer J)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from service.api.routes import experiments, health
+from service.auth import current_user
 from service.api.routes import dashboard, events, sweeps  # engineer I
 from service.api.routes import compare, export, plots, templates  # engineer H
 
-api_router = APIRouter(prefix="/v1")
+# ADVLAB_AUTH=tokens: every /v1 route needs a bearer token (engineer J; /v1/health is on the
+# root router below and stays open for probes)
+api_router = APIRouter(prefix="/v1", dependencies=[Depends(current_user)])
 api_router.include_router(experiments.router)
 api_router.include_router(events.router)
 api_router.include_router(sweeps.router)

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from pydantic import BaseModel
 
 from service import experiments as svc
-from service.api.deps import EnqueueDep, ExperimentDep, SettingsDep, StoreDep
+from service.api.deps import EnqueueDep, ExperimentDep, OwnedExperimentDep, SettingsDep, StoreDep
+from service.auth import UserDep
 from service.schemas import (CorrelationsRead, Error, ExperimentCreate, ExperimentPage,
                              ExperimentRead, MatrixRead, MetricsRead, Status, Submitted)
 
@@ -22,6 +23,12 @@ E413 = {413: {"model": Error, "description": "Body over max_body_bytes, or a spe
 E415 = {415: {"model": Error, "description": "The body was not sent as application/json."}}
 E422 = {422: {"model": Error, "description": "Invalid input; `loc` is the JSON path of each "
                                               "offending field, e.g. [\"body\", \"data\", \"d\"]."}}
+E403 = {403: {"model": Error, "description": "Only the owner or an admin may do this."}}
+E429 = {429: {"model": Error, "description": "Over the user's quota of queued + running jobs "
+                                              "(ADVLAB_MAX_ACTIVE_PER_USER); see Retry-After."}}
+Priority = Annotated[int, Query(ge=-1000, le=1000, description=(
+    "Orders this user's own queued jobs (higher first); never lets one user starve another. "
+    "Non-admins: |priority| <= ADVLAB_MAX_PRIORITY."))]
 
 
 def _json(model: BaseModel) -> Response:
@@ -33,8 +40,11 @@ def _json(model: BaseModel) -> Response:
 MaxPoints = Annotated[int | None, Query(
     ge=4, le=100_000, description="Downsample each (name, seed) series to at most this many "
                                   "points, keeping its first, last, min and max.")]
-SinceStep = Annotated[int | None, Query(ge=0, description="Only points with step >= this.")]
-Seed = Annotated[int | None, Query(ge=0, description="Only this seed of a batched run.")]
+INT32_MAX = 2**31 - 1  # seeds and steps are 32-bit integers in the store (and in the spec)
+SinceStep = Annotated[int | None, Query(ge=0, le=INT32_MAX,
+                                        description="Only points with step >= this.")]
+Seed = Annotated[int | None, Query(ge=0, le=INT32_MAX,
+                                   description="Only this seed of a batched run.")]
 
 
 @router.post(
@@ -47,15 +57,17 @@ Seed = Annotated[int | None, Query(ge=0, description="Only this seed of a batche
                 "200 instead of 202 and enqueues nothing; the same key with a different spec is "
                 "a 409.",
     responses={200: {"model": Submitted, "description": "Idempotency-Key replay."},
-               **E409, **E413, **E415, **E422})
+               **E409, **E413, **E415, **E422, **E429})
 def submit_experiment(
     spec: ExperimentCreate, store: StoreDep, settings: SettingsDep, enqueue: EnqueueDep,
-    response: Response,
+    response: Response, user: UserDep,
     idempotency_key: Annotated[str | None, Header(
         alias="Idempotency-Key", min_length=1, max_length=200,
         description="Client-chosen key that makes retrying this request safe.")] = None,
+    priority: Priority = 0,
 ) -> Submitted:
-    exp, created = svc.submit(store, settings, enqueue, spec, idempotency_key)
+    exp, created = svc.submit(store, settings, enqueue, spec, idempotency_key, user=user,
+                              priority=priority)
     if not created:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = svc.links(exp.id).self
@@ -70,18 +82,21 @@ def submit_experiment(
                 "e.g. `?spec.data.kind=patch&spec.learner.width=64`.",
     responses={**E422})
 def list_experiments(
-    request: Request, store: StoreDep,
+    request: Request, store: StoreDep, user: UserDep,
     status_: Annotated[list[Status], Query(alias="status", description="Any of these.")] = [],
     tag: Annotated[str | None, Query(description="Has this tag.")] = None,
     name: Annotated[str | None, Query(description="Name contains this.")] = None,
     order: Annotated[Literal["created_desc", "created_asc"], Query()] = "created_desc",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="Opaque; from next_cursor.")] = None,
+    owner: Annotated[str | None, Query(min_length=1, max_length=64, description=(
+        "Only this user's experiments; `me` is the caller."))] = None,
 ) -> ExperimentPage:
     spec_fields = {key[len("spec."):]: value for key, value in request.query_params.items()
                    if key.startswith("spec.") and len(key) > len("spec.")}
     return svc.list_page(store, status=status_, tag=tag, name=name, spec_fields=spec_fields,
-                         limit=limit, cursor=cursor, order=order)
+                         limit=limit, cursor=cursor, order=order,
+                         owner=user.name if owner == "me" else owner)
 
 
 @router.get(
@@ -98,8 +113,8 @@ def read_experiment(experiment: ExperimentDep) -> ExperimentRead:
     description="A queued job is canceled at once; a running job gets `cancel_requested` and "
                 "its worker stops at the next step (status then becomes `canceled`). Canceling "
                 "a finished (succeeded, failed or canceled) job is a 409.",
-    responses={**E404, **E409})
-def cancel_experiment(experiment: ExperimentDep, store: StoreDep) -> ExperimentRead:
+    responses={**E403, **E404, **E409})
+def cancel_experiment(experiment: OwnedExperimentDep, store: StoreDep) -> ExperimentRead:
     return svc.to_read(svc.cancel(store, experiment.id))
 
 
@@ -108,10 +123,10 @@ def cancel_experiment(experiment: ExperimentDep, store: StoreDep) -> ExperimentR
     summary="Retry a failed or canceled experiment",
     description="Creates and enqueues a NEW experiment with the same resolved spec and "
                 "`retry_of` pointing at this one. Any other status is a 409.",
-    responses={**E404, **E409})
-def retry_experiment(experiment: ExperimentDep, store: StoreDep, enqueue: EnqueueDep,
-                     response: Response) -> Submitted:
-    exp = svc.retry(store, enqueue, experiment.id)
+    responses={**E403, **E404, **E409, **E429})
+def retry_experiment(experiment: OwnedExperimentDep, store: StoreDep, enqueue: EnqueueDep,
+                     response: Response, user: UserDep, settings: SettingsDep) -> Submitted:
+    exp = svc.retry(store, enqueue, experiment.id, user=user, settings=settings)
     response.headers["Location"] = svc.links(exp.id).self
     return svc.submitted(exp)
 
@@ -122,8 +137,8 @@ def retry_experiment(experiment: ExperimentDep, store: StoreDep, enqueue: Enqueu
     description="Deletes the experiment, its metric points and matrices. A queued or running "
                 "experiment is canceled first (so its worker stops at the next step), then "
                 "deleted in the same request.",
-    responses={**E404})
-def delete_experiment(experiment: ExperimentDep, store: StoreDep) -> Response:
+    responses={**E403, **E404})
+def delete_experiment(experiment: OwnedExperimentDep, store: StoreDep) -> Response:
     svc.delete(store, experiment.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -154,7 +169,7 @@ def read_metrics(
     responses={**E404, **E422})
 def read_correlations(
     experiment: ExperimentDep, store: StoreDep,
-    step: Annotated[int | None, Query(ge=0, description="Matrix at this step.")] = None,
+    step: Annotated[int | None, Query(ge=0, le=INT32_MAX, description="Matrix at this step.")] = None,
     name: Annotated[str | None, Query(description="Matrix name, e.g. cosine/cluster.")] = None,
     seed: Seed = None, max_points: MaxPoints = None, since_step: SinceStep = None,
 ) -> Response:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Path, Query, Response, status
 from service import sweep_views as views
 from service import sweeps as svc
 from service.api.deps import EnqueueDep, SettingsDep, StoreDep
+from service.auth import UserDep, ensure_can_write
 from service.export import FORMATS as EXPORT_FORMATS
 from service.export import attachment
 from service.plots import FORMATS as PLOT_FORMATS
@@ -38,14 +39,19 @@ E404 = {404: {"model": Error, "description": "No sweep with that id."}}
                409: {"model": Error, "description": "Idempotency-Key reused for another "
                                                     "sweep request."},
                413: {"model": Error, "description": "A configured limit exceeded."},
+               429: {"model": Error, "description": "Over the user's quota of queued + "
+                                                    "running jobs; see Retry-After."},
                422: {"model": Error, "description": "Invalid request or member spec."}})
 def create_sweep(
     body: svc.SweepCreate, store: StoreDep, settings: SettingsDep, enqueue: EnqueueDep,
-    response: Response,
+    response: Response, user: UserDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
                                                   max_length=200)] = None,
+    priority: Annotated[int, Query(ge=-1000, le=1000, description=(
+        "Priority of every member among this user's jobs (see POST /v1/experiments)."))] = 0,
 ) -> views.SweepCreated:
-    sweep, created = svc.create(store, settings, enqueue, body, idempotency_key)
+    sweep, created = svc.create(store, settings, enqueue, body, idempotency_key, user=user,
+                                priority=priority)
     if not created:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = views.links(sweep.id).self
@@ -77,8 +83,9 @@ def read_sweep(sweep_id: SweepId, store: StoreDep) -> views.SweepRead:
 @router.post(
     "/{sweep_id}/cancel", response_model=views.SweepRead, summary="Cancel a sweep",
     description="Cancels every member still queued or running; finished members are kept.",
-    responses={**E404})
-def cancel_sweep(sweep_id: SweepId, store: StoreDep) -> views.SweepRead:
+    responses={**E404, 403: {"model": Error, "description": "Only the owner or an admin."}})
+def cancel_sweep(sweep_id: SweepId, store: StoreDep, user: UserDep) -> views.SweepRead:
+    ensure_can_write(user, store.get_sweep(sweep_id).owner, f"sweep {sweep_id}")
     svc.cancel(store, sweep_id)
     return views.read(store, sweep_id)
 

@@ -1,0 +1,52 @@
+"""Sharing one server fairly: per-user quotas, bounded priorities, and queue routing.
+
+- Quota: a user may have at most `max_active_per_user` queued + running jobs; a submit (or a
+  sweep, counting all its members) beyond that is a 429 with Retry-After. The count is read
+  before the insert, so simultaneous submits can overshoot by the number in flight — a fairness
+  limit, not an accounting one.
+- Priority: an integer query parameter of the submit (`?priority=N`, default 0); it orders the
+  user's OWN jobs in the fair claim (service.store.users) and breaks ties between users, so it
+  can never starve another user. Non-admins are bounded by |N| <= `max_priority` (422 beyond).
+- Queues: the spec's `device` routes the job: `cuda` → `gpu_queue` ("gpu"), `auto`/`cpu` →
+  `cpu_queue` (default: `queue`, so the embedded default and `advlab worker` keep working).
+Spec size is bounded for everyone by the configured limits (service.limits).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.auth import Principal, TooManyRequests
+from service.config import Settings
+from service.errors import FieldError
+from service.store.base import Store
+
+ADMIN_MAX_PRIORITY = 1000
+
+
+def queue_for(device: str | None, settings: Settings) -> str:
+    return settings.gpu_queue if device == "cuda" else settings.resolved_cpu_queue
+
+
+def queue_of_spec(spec: dict[str, Any], settings: Settings) -> str:
+    return queue_for(spec.get("device"), settings)
+
+
+def check_priority(user: Principal, priority: int, settings: Settings) -> int:
+    bound = ADMIN_MAX_PRIORITY if user.is_admin else settings.max_priority
+    if abs(priority) > bound:
+        raise FieldError(["query", "priority"],
+                         f"priority {priority} is outside [-{bound}, {bound}] for user "
+                         f"{user.name} (configurable: ADVLAB_MAX_PRIORITY)", "limit.max_priority")
+    return priority
+
+
+def check_active(store: Store, user: Principal, settings: Settings, adding: int = 1) -> None:
+    """429 when `adding` more jobs would take the user over max_active_per_user."""
+    active = store.count_active(user.name)
+    if active + adding > settings.max_active_per_user:
+        raise TooManyRequests(
+            f"user {user.name} has {active} queued or running experiments; adding {adding} "
+            f"would exceed max_active_per_user = {settings.max_active_per_user} "
+            "(configurable: ADVLAB_MAX_ACTIVE_PER_USER); retry when some have finished",
+            settings.quota_retry_after_s)
