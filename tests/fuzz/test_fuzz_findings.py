@@ -1,0 +1,66 @@
+"""What schemathesis found, pinned as plain tests (each was a 500 or an undocumented code):
+an undecodable body, integers past the store's 32-bit columns, and a NUL character that
+PostgreSQL cannot hold."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.service.api_support import make_api, migrated_sqlite, run_fake_worker, spec  # noqa: F401
+
+
+def test_a_body_that_is_not_utf8_is_a_422_json_invalid_not_a_400(make_api):  # noqa: F811
+    api = make_api()
+    response = api.client.post("/v1/experiments", content=b'{"name": "\xff\xfe"}',
+                               headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+    assert api.rows() == 0
+
+
+@pytest.mark.parametrize("path", ["metrics?seed={big}", "correlations?since_step={big}",
+                                  "correlations?step={big}&name=cosine/cluster"])
+def test_an_integer_past_32_bits_is_a_422_naming_the_parameter(make_api, path):  # noqa: F811
+    api = make_api()
+    experiment_id = api.client.post("/v1/experiments", json=spec()).json()["id"]
+    run_fake_worker(api.store, experiment_id)
+    response = api.client.get(f"/v1/experiments/{experiment_id}/{path.format(big=2**63)}")
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][0] == "query"
+    ok = api.client.get(f"/v1/experiments/{experiment_id}/{path.format(big=2**31 - 1)}")
+    assert ok.status_code in (200, 404), ok.text  # the largest storable value is accepted
+
+
+@pytest.fixture
+def pg_database(pg_url):
+    import sqlalchemy as sa
+
+    name = f"advlab_findings_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield pg_url.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = :n"), {"n": name})
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+@pytest.mark.postgres
+def test_a_nul_character_on_postgresql_is_a_422_and_the_next_request_works(
+        make_api, pg_database):  # noqa: F811
+    api = make_api(pg_database)
+    experiment_id = api.client.post("/v1/experiments", json=spec()).json()["id"]
+    run_fake_worker(api.store, experiment_id)
+    for bad in (f"/v1/experiments/{experiment_id}/metrics?names=%00",
+                "/v1/experiments?name=a%00b", "/v1/experiments?tag=%00"):
+        response = api.client.get(bad)
+        assert response.status_code == 422, (bad, response.text)
+        assert response.json()["detail"][0]["type"] == "value_error.unstorable"
+    submitted = api.client.post("/v1/experiments", json=spec(name="nul \u0000 inside"))
+    assert submitted.status_code == 422, submitted.text
+    good = api.client.get(f"/v1/experiments/{experiment_id}/metrics?names=train/loss")
+    assert good.status_code == 200 and good.json()["series"]
