@@ -23,8 +23,17 @@ serve: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
+# Quick versions of every benchmark (tables on stdout, JSON under benchmarks/results/);
+# run a script without its quick flag for the full sizes reported in the issues.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	mkdir -p benchmarks/results
+	$(BIN)/python benchmarks/advcore_bench.py --small --json benchmarks/results/advcore.json
+	$(BIN)/python benchmarks/train_bench.py --quick --json benchmarks/results/train.json
+	$(BIN)/python benchmarks/store_bench.py --backend both --json benchmarks/results/store.json
+	$(BIN)/python benchmarks/api_bench.py --backend both --submits 200 --json benchmarks/results/api.json
+	$(BIN)/python benchmarks/plots_bench.py --json benchmarks/results/plots.json
+	$(BIN)/python benchmarks/separation_bench.py --json benchmarks/results/separation.json
+	$(BIN)/python benchmarks/load_bench.py --quick --json benchmarks/results/load.json
 
 clean:
 	rm -rf $(VENV)
