@@ -21,7 +21,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -29,16 +28,14 @@ from typing import Iterator
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
 import uvicorn  # noqa: E402
 
+from benchmarks._common import percentile, throwaway_pg_database  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.main import create_app  # noqa: E402
 from service.store.base import MetricPoint  # noqa: E402
 from service.store.migrate import upgrade  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get("ADVLAB_TEST_PG_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SPEC = {"name": "bench", "tags": ["bench"],
         "data": {"kind": "multi_cluster", "d": 50, "k": 4, "n_train": 200, "n_test": 100},
         "learner": {"kind": "two_layer_relu", "width": 16},
@@ -51,18 +48,8 @@ def database(backend: str, tmp: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp / 'bench.db'}"
         return
-    name = f"advlab_apibench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE datname = :n"), {"n": name})
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with throwaway_pg_database("advlab_apibench") as url:
+        yield url
 
 
 @contextmanager
@@ -88,11 +75,6 @@ def http_server(settings: Settings) -> Iterator[tuple[str, object]]:
         thread.join(10)
 
 
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 def timed(fn, repeats: int) -> list[float]:
     out = []
     for _ in range(repeats):
@@ -104,7 +86,7 @@ def timed(fn, repeats: int) -> list[float]:
 
 def row(backend: str, what: str, ms: list[float], **extra) -> dict:
     return {"backend": backend, "measure": what, "n": len(ms), "p50_ms": statistics.median(ms),
-            "p95_ms": pct(ms, 0.95), "max_ms": max(ms), **extra}
+            "p95_ms": percentile(ms, 0.95), "max_ms": max(ms), **extra}
 
 
 def bench_backend(backend: str, submits: int, points: int, fetches: int) -> list[dict]:

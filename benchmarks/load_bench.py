@@ -26,20 +26,16 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
 
+from benchmarks._common import percentile, throwaway_pg_database  # noqa: E402
 from tests.e2e.stack import TERMINAL, launch_stack  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get("ADVLAB_TEST_PG_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("ADVLAB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 KINDS = ("submit", "poll", "list")
 
@@ -119,29 +115,6 @@ async def drive(base_url: str, args: argparse.Namespace) -> tuple[Tally, float]:
         return tally, time.monotonic() - start
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
-
-
-@contextmanager
-def throwaway_database() -> Iterator[str]:
-    name = f"advlab_load_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE datname = :n"), {"n": name})
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-
 def job_counts(database_url: str, ids: list[str]) -> Counter:
     """Final status of every submitted job, read from the store (the source of truth)."""
     from service.store import open_store
@@ -175,7 +148,7 @@ def main() -> None:
 
     queue = f"advlab-load-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="advlab-load-") as tmp, \
-            throwaway_database() as database_url:
+            throwaway_pg_database("advlab_load") as database_url:
         stack = launch_stack(Path(tmp), {"ADVLAB_DATABASE_URL": database_url,
                                          "ADVLAB_BROKER_URL": REDIS_URL, "ADVLAB_QUEUE": queue,
                                          "ADVLAB_LOG_FORMAT": "text"}, workers=args.workers)
@@ -195,8 +168,8 @@ def main() -> None:
         ok = tally.latencies.get(kind, [])
         errors = sum(tally.errors.get(kind, Counter()).values())
         rows.append({"kind": kind, "ok": len(ok), "errors": errors,
-                     "rps": len(ok) / wall, "p50_ms": 1e3 * percentile(ok, 50),
-                     "p95_ms": 1e3 * percentile(ok, 95), "p99_ms": 1e3 * percentile(ok, 99),
+                     "rps": len(ok) / wall, "p50_ms": 1e3 * percentile(ok, 0.50),
+                     "p95_ms": 1e3 * percentile(ok, 0.95), "p99_ms": 1e3 * percentile(ok, 0.99),
                      "max_ms": 1e3 * max(ok, default=float("nan")),
                      "error_kinds": dict(tally.errors.get(kind, {}))})
     total_ok = sum(r["ok"] for r in rows)

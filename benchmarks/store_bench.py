@@ -13,47 +13,26 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import sqlalchemy as sa  # noqa: E402
-
+from benchmarks._common import throwaway_pg_database  # noqa: E402
 from service.store import open_store  # noqa: E402
 from service.store.base import MetricPoint  # noqa: E402
 from service.store.migrate import upgrade  # noqa: E402
-
-PG_ADMIN_URL = os.environ.get("ADVLAB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @contextmanager
 def sqlite_url() -> Iterator[str]:
     with tempfile.TemporaryDirectory() as tmp:
         yield f"sqlite:///{tmp}/bench.db"
-
-
-@contextmanager
-def postgres_url() -> Iterator[str]:
-    name = f"advlab_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE datname = :n"), {"n": name})
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -114,7 +93,7 @@ def main() -> None:
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     results: dict[str, dict[str, float]] = {}
     for backend in backends:
-        with (sqlite_url() if backend == "sqlite" else postgres_url()) as url:
+        with (sqlite_url() if backend == "sqlite" else throwaway_pg_database("advlab_bench")) as url:
             results[backend] = bench_backend(url, args.points, args.chunk, args.repeats)
 
     cols = ["write_points_per_s", "fetch_max1000_p50_ms", "fetch_max1000_p95_ms",

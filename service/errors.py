@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DisconnectionError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.hardening import replaying
 from service.spec_paths import json_path, kinds_at
 from service.store.base import IllegalTransition, NotFound, SchemaOutOfDate
 
@@ -212,16 +213,7 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
     async def _too_large(self, send: Any, size: int) -> None:
         await self._refuse(send, 413, f"request body of {size} bytes exceeds the limit "

@@ -129,6 +129,21 @@ def strict_json_problem(body: bytes) -> tuple[list[str | int], str] | None:
     return path, f"{dotted + ': ' if dotted else ''}{why}: send a finite number"
 
 
+def replaying(body: bytes, receive: Any) -> Any:
+    """An ASGI `receive` that hands the app the already-read `body` once, then defers to the
+    real `receive` (which reports the disconnect)."""
+    replayed = False
+
+    async def replay() -> dict:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class StrictJsonMiddleware:
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -160,13 +175,4 @@ class StrictJsonMiddleware:
                                     (b"content-length", str(len(payload)).encode())]})
             await send({"type": "http.response.body", "body": payload})
             return
-        replayed = False
-
-        async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)

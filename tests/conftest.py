@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
@@ -36,23 +38,32 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> str:
-    """A fresh PostgreSQL database for this test session (dropped afterwards)."""
-    require_service("PostgreSQL", "127.0.0.1", 5432)
+@contextmanager
+def throwaway_pg_database(prefix: str, admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
+    """A new PostgreSQL database `{prefix}_<random>` beside admin_url's; yields its URL and drops
+    it afterwards (its open connections terminated first)."""
     import sqlalchemy as sa
 
-    name = f"advlab_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE datname = :n"), {"n": name})
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (dropped afterwards)."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    with throwaway_pg_database("advlab_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

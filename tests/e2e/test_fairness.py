@@ -8,13 +8,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import uuid
 from datetime import datetime
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
+from tests.conftest import throwaway_pg_database
 from tests.e2e.stack import REPO, TERMINAL, launch_stack, tiny_spec
 
 FLOOD = 50
@@ -39,17 +38,8 @@ def backend_env(request):
         yield {}
         return
     pg_url, redis_url = request.getfixturevalue("pg_url"), request.getfixturevalue("redis_url")
-    name = f"advlab_fair_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield {"ADVLAB_DATABASE_URL": pg_url.rsplit("/", 1)[0] + f"/{name}",
-           "ADVLAB_BROKER_URL": redis_url}
-    with admin.connect() as conn:
-        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE datname = :n"), {"n": name})
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    with throwaway_pg_database("advlab_fair", pg_url) as url:
+        yield {"ADVLAB_DATABASE_URL": url, "ADVLAB_BROKER_URL": redis_url}
 
 
 def test_a_single_job_of_user_b_starts_before_the_tenth_of_user_as_flood(tmp_path, backend_env):

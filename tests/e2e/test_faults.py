@@ -28,7 +28,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, throwaway_pg_database
 from tests.e2e.checks import assert_points_complete
 from tests.e2e.stack import TERMINAL, free_port, launch_stack, tiny_spec
 
@@ -41,16 +41,8 @@ FAST_LIVENESS = {"ADVLAB_HEARTBEAT_S": "0.2", "ADVLAB_STALE_AFTER_S": "10",
 @pytest.fixture(scope="module")
 def fault_db(pg_url):
     """A database of this module's own (no other test's rows meet these workers' reapers)."""
-    name = f"advlab_faults_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield name, pg_url.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE datname = :n"), {"n": name})
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    with throwaway_pg_database("advlab_faults", pg_url) as url:
+        yield url.rsplit("/", 1)[1], url
 
 
 # --------------------------------------------------------------------------- private Redis

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 import redis
-import sqlalchemy as sa
 
+from tests.conftest import throwaway_pg_database
 from tests.e2e.checks import assert_full_run_results
 from tests.e2e.stack import launch_stack, tiny_spec
 
@@ -18,16 +18,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 @pytest.fixture(scope="module")
 def lab_db(pg_url):
-    name = f"advlab_lab_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield pg_url.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE datname = :n"), {"n": name})
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    with throwaway_pg_database("advlab_lab", pg_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

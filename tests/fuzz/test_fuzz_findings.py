@@ -4,10 +4,9 @@ PostgreSQL cannot hold."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
+from tests.conftest import throwaway_pg_database
 from tests.service.api_support import make_api, migrated_sqlite, run_fake_worker, spec  # noqa: F401
 
 
@@ -35,18 +34,8 @@ def test_an_integer_past_32_bits_is_a_422_naming_the_parameter(make_api, path): 
 
 @pytest.fixture
 def pg_database(pg_url):
-    import sqlalchemy as sa
-
-    name = f"advlab_findings_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield pg_url.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE datname = :n"), {"n": name})
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    with throwaway_pg_database("advlab_findings", pg_url) as url:
+        yield url
 
 
 @pytest.mark.postgres

@@ -36,6 +36,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance,
                                                response_schema_conformance,
                                                status_code_conformance)
 
+from tests.conftest import throwaway_pg_database
 from tests.service.api_support import ApiFactory, migrated_sqlite, run_fake_worker, spec  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
@@ -156,18 +157,8 @@ def open_target(request, tmp_path_factory, migrated_sqlite) -> Iterator[FuzzTarg
 @pytest.fixture(scope="module")
 def fuzz_pg_url(pg_url) -> Iterator[str]:
     """A database of its own in the session's PostgreSQL (fuzzed rows meet no other test)."""
-    import sqlalchemy as sa
-
-    name = f"advlab_fuzz_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield pg_url.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE datname = :n"), {"n": name})
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    with throwaway_pg_database("advlab_fuzz", pg_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=["token", "no-token", "other-user"])

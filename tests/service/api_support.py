@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from client.overrides import set_path
 from service.config import Settings
 from service.main import create_app
 from service.store.base import Store
@@ -34,11 +35,7 @@ def spec(**changes: Any) -> dict[str, Any]:
     """SMALL_SPEC with dotted-path changes: spec(**{"data.d": 30})."""
     body = json.loads(json.dumps(SMALL_SPEC))
     for dotted, value in changes.items():
-        node = body
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
+        set_path(body, dotted, value)
     return body
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from client.overrides import set_path
 from service.config import Settings
-
 
 
 @contextmanager
@@ -43,11 +43,7 @@ def cluster_spec(**changes: Any) -> dict[str, Any]:
             {"kind": "feature_direction", "radii": [1, 2, 4]}]},
     }
     for dotted, value in changes.items():
-        node = body
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
+        set_path(body, dotted, value)
     return body
 
 

@@ -4,47 +4,14 @@ store is played by `run_fake_worker` (hand-made records through the real store m
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-import sqlalchemy as sa
 
-from tests.conftest import PG_ADMIN_URL
 # fixtures (make_api, migrated_sqlite) are imported so that pytest registers them
 from tests.service.api_support import (  # noqa: F401
     SMALL_SPEC, make_api, migrated_sqlite,
     run_fake_worker, spec)
 
 TASK = "advlab.run_experiment"
-
-
-@pytest.fixture(scope="module")
-def pg_database(pg_url: str):
-    """A migrated PostgreSQL database for this module; `fresh()` empties it for the next test
-    (TRUNCATE is much cheaper than a database per test)."""
-    from service.store.migrate import upgrade
-
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"advlab_api_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    upgrade("head", url)
-    engine = sa.create_engine(url)
-    tables = [t for t in sa.inspect(engine).get_table_names() if t != "alembic_version"]
-
-    def fresh() -> str:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} CASCADE"))
-        return url
-
-    yield fresh
-    engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE datname = :n"), {"n": name})
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

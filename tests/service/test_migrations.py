@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from service.store.base import SchemaOutOfDate
 from service.store.migrate import current, downgrade, head_revisions, upgrade
 from service.store.orm import Base
 from service.store.session import make_engine
-from tests.conftest import PG_ADMIN_URL, require_service
+from tests.conftest import require_service, throwaway_pg_database
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = {"experiments", "metric_points", "metric_series", "metric_blocks", "correlation_matrices",
@@ -35,16 +34,8 @@ def empty_url(request, tmp_path):
         yield f"sqlite:///{tmp_path}/m.db"
         return
     require_service("PostgreSQL", "127.0.0.1", 5432)
-    name = f"advlab_mig_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE datname = :n"), {"n": name})
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    with throwaway_pg_database("advlab_mig") as url:
+        yield url
 
 
 def tables(url: str) -> set[str]:

@@ -9,47 +9,17 @@ from __future__ import annotations
 import io
 import json
 import statistics
-import uuid
 
 import pytest
-import sqlalchemy as sa
 
 from service.store.base import MetricPoint
 from service.sweeps import flatten_summary, grid_points, set_path, sweep_status
-from tests.conftest import PG_ADMIN_URL
 from tests.service.api_support import make_api, migrated_sqlite, spec  # noqa: F401
 
 TASK = "advlab.run_experiment"
 BASE = {**spec(), "training": {"epochs": 5, "optimizer": {"kind": "gd", "lr": 0.1},
                                "adversary": {"kind": "pgd", "radii": [0.5], "steps": 3}}}
 MODES = {"training.mode": ["standard", "adversarial"]}
-
-
-@pytest.fixture(scope="module")
-def pg_database(pg_url: str):
-    from service.store.migrate import upgrade
-
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"advlab_sweeps_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    upgrade("head", url)
-    engine = sa.create_engine(url)
-    tables = [t for t in sa.inspect(engine).get_table_names() if t != "alembic_version"]
-
-    def fresh() -> str:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} CASCADE"))
-        return url
-
-    yield fresh
-    engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE datname = :n"), {"n": name})
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
