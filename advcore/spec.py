@@ -176,31 +176,75 @@ LearnerSpec = Annotated[Union[TwoLayerReLU, PatchCNN, MLP, CNN, ResNet18],
 # ----------------------------------------------------------------------------- attacks
 
 
-class AttackSpec(_Model):
-    """One attack evaluated at a list of radii (robust accuracy per radius)."""
+MAX_ATTACK_STEPS = 1000
+MAX_RESTARTS = 20
+MAX_TARGET_CLASSES = 20
+APGD_STEPS = 100  # AutoAttack's budget; the default steps of `apgd` and `autoattack`
 
-    kind: Literal["fgsm", "pgd", "feature_direction"] = "pgd"
+
+class AttackSpec(_Model):
+    """One attack evaluated at a list of radii (robust accuracy per radius).
+
+    `apgd` is Auto-PGD (Croce & Hein 2020) on `loss` ce | dlr | margin; `targeted` without a
+    `target` is APGD-T (targeted DLR at each of the top `n_target_classes` classes). It starts
+    from random points (`restarts`) and, when the data model exposes them, from its directions
+    (advcore.attacks.starts). `autoattack` is the reliable default: APGD-CE, then APGD-T on the
+    points still robust, worst case per point. Both adapt their own step size."""
+
+    kind: Literal["fgsm", "pgd", "feature_direction", "apgd", "autoattack"] = "pgd"
     norm: Literal["l2", "linf"] = "l2"
     radii: Annotated[list[NonNegFloat], Field(min_length=1)] = Field(default_factory=lambda: [1.0])
-    steps: PositiveInt = 20
+    steps: Annotated[int, Field(ge=1, le=MAX_ATTACK_STEPS)] = 20  # apgd/autoattack: 100
     step_size: Literal["auto"] | PositiveFloat = "auto"  # auto: 2.5 * radius / steps
-    restarts: PositiveInt = 1
+    restarts: Annotated[int, Field(ge=1, le=MAX_RESTARTS)] = 1  # random starts (per target)
     random_start: bool = True
-    loss: Literal["ce", "margin"] = "margin"  # margin = CW-style, does not saturate
+    loss: Literal["ce", "margin", "dlr"] = "margin"  # margin = CW-style; apgd: ce unless given
     targeted: bool = False
     target: Annotated[int, Field(ge=0)] | None = None  # class index for targeted attacks
+    n_target_classes: Annotated[int, Field(ge=1, le=MAX_TARGET_CLASSES)] = 9  # APGD-T's targets
     subspace: Literal["robust", "non_robust"] | list[list[float]] | None = None
     budget: Literal["global", "per_patch"] = "global"  # patch inputs only
     box: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None  # None: unbounded
     readout: Literal["binary", "fine"] = "binary"  # fine-label models: which loss is attacked
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,40}$")  # metric label
 
+    @model_validator(mode="before")
+    @classmethod
+    def _apgd_defaults(cls, data):
+        """APGD's own defaults where the user gave none: 100 steps, the CE loss (DLR when
+        targeted). Filled into the input, so the canonical form states them."""
+        if isinstance(data, dict) and data.get("kind") in ("apgd", "autoattack"):
+            data = dict(data)
+            data.setdefault("steps", APGD_STEPS)
+            if data["kind"] == "apgd":
+                data.setdefault("loss", "dlr" if data.get("targeted") else "ce")
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> "AttackSpec":
-        if self.targeted and self.target is None:
-            raise ValueError("targeted attacks need `target`")
+        if self.targeted and self.target is None and self.kind != "apgd":
+            raise ValueError("targeted attacks need `target` (only apgd targets the top classes)")
         if self.box is not None and not self.box[0] < self.box[1]:
             raise ValueError("box must be [lo, hi] with lo < hi")
+        if self.loss == "dlr" and self.kind not in ("apgd", "autoattack"):
+            raise ValueError("loss 'dlr' is APGD's: use kind 'apgd'")
+        if self.kind in ("apgd", "autoattack") and self.step_size != "auto":
+            raise ValueError(f"{self.kind} adapts its own step size: leave step_size 'auto'")
+        if self.kind == "apgd" and self.targeted and self.loss != "dlr":
+            raise ValueError("targeted apgd (APGD-T) uses loss 'dlr'")
+        if self.kind == "autoattack":
+            if self.targeted:
+                raise ValueError("autoattack runs APGD-T itself: leave `targeted` false")
+            if self.loss != "margin":
+                raise ValueError("autoattack's losses are fixed (CE, then targeted DLR): "
+                                 "leave `loss` unset")
+            if not self.random_start:
+                raise ValueError("autoattack always starts from random points")
+        targets_classes = self.kind == "autoattack" or (self.kind == "apgd" and self.targeted
+                                                        and self.target is None)
+        if self.n_target_classes != 9 and not targets_classes:
+            raise ValueError("n_target_classes applies to autoattack and targeted apgd without "
+                             "a `target` only")
         return self
 
     @property
@@ -211,11 +255,14 @@ class AttackSpec(_Model):
         if self.kind == "feature_direction":
             return "feature_direction"
         label = f"{self.kind}_{self.norm}"
+        if self.kind == "apgd":
+            label = f"apgdt_{self.norm}" if self.targeted and self.target is None \
+                else f"apgd_{self.loss}_{self.norm}"
         if isinstance(self.subspace, str):
             label += f"_{self.subspace}"
         elif self.subspace is not None:
             label += "_subspace"
-        if self.targeted:
+        if self.targeted and self.target is not None:
             label += f"_to{self.target}"
         if self.readout == "fine":
             label += "_fine"
@@ -254,8 +301,9 @@ class TrainingSpec(_Model):
     def _check(self) -> "TrainingSpec":
         if self.mode == "adversarial" and self.adversary is None:
             raise ValueError("mode 'adversarial' needs an `adversary` attack spec")
-        if self.adversary is not None and self.adversary.kind == "feature_direction":
-            raise ValueError("the adversary must be 'pgd' or 'fgsm'")
+        if self.adversary is not None and self.adversary.kind in ("feature_direction",
+                                                                  "autoattack"):
+            raise ValueError("the adversary must be 'pgd', 'apgd' or 'fgsm'")
         if self.adversary is not None and len(self.adversary.radii) != 1:
             raise ValueError("the adversary takes exactly one radius")
         return self

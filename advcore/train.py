@@ -119,6 +119,14 @@ def attack_kwargs(attack, data: Dataset) -> dict:
         out["subspace_basis"] = basis.reshape(len(attack.subspace), *data.in_shape)
     if data.attack_direction is not None:
         out["direction"] = data.attack_direction
+    if attack.kind in ("apgd", "autoattack") and "cluster" in data.features \
+            and data.positive_classes:
+        # start directions of APGD (advcore.attacks.starts): cluster means and their sides
+        clusters = data.features["cluster"]  # (S, k, *F)
+        k = clusters.shape[-data.feature_ndim - 1]
+        labels = -torch.ones(k, dtype=clusters.dtype, device=clusters.device)
+        labels[list(data.positive_classes)] = 1.0
+        out["clusters"], out["cluster_labels"] = clusters, labels
     return out
 
 

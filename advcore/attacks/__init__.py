@@ -15,11 +15,13 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from advcore.attacks.apgd import run_apgd, run_autoattack
 from advcore.attacks.direction import direction_delta
 from advcore.attacks.losses import attack_loss, attacker_score, binary_target_label, margin
 from advcore.attacks.masking import gradient_flags, rises_with_radius, verdict
 from advcore.attacks.norms import Generator
 from advcore.attacks.pgd import Threat, fgsm, run_pgd, step_sizes
+from advcore.attacks.starts import start_directions
 from advcore.attacks.subspace import make_subspace
 from advcore.spec import AttackSpec
 
@@ -58,10 +60,16 @@ def _threat(attack: AttackSpec, x: Tensor, radius: Tensor | float, feature_ndim:
 
 
 def _attack_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat: Threat, *,
-                  direction: Tensor | None, generator: Generator) -> Tensor:
-    """The attack's perturbation (*lead, *F) within the threat's per-example radii."""
+                  direction: Tensor | None, generator: Generator,
+                  clusters: Tensor | None = None, cluster_labels: Tensor | None = None,
+                  evaluation: bool = False) -> Tensor:
+    """The attack's perturbation (*lead, *F) within the threat's per-example radii.
+    `evaluation`: only robustness counts (APGD may skip examples already broken)."""
     feature_ndim, radius = threat.feature_ndim, threat.radius
     target = attack.target if attack.targeted else None
+    if attack.kind in ("apgd", "autoattack"):
+        return _apgd_delta(model, x, y, attack, threat, direction=direction, clusters=clusters,
+                           cluster_labels=cluster_labels, generator=generator, prune=evaluation)
     if attack.kind == "feature_direction":
         if direction is None:
             raise ValueError("the feature_direction attack needs the data model's direction")
@@ -79,10 +87,35 @@ def _attack_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat
     return delta
 
 
+def _apgd_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat: Threat, *,
+                direction: Tensor | None, clusters: Tensor | None,
+                cluster_labels: Tensor | None, generator: Generator, prune: bool) -> Tensor:
+    """APGD / AutoAttack, started also from the data model's directions when it has any."""
+    starts = start_directions(x, y, feature_ndim=threat.feature_ndim, direction=direction,
+                              clusters=clusters, cluster_labels=cluster_labels)
+    if attack.kind == "autoattack":
+        return run_autoattack(model, x, y, threat, steps=attack.steps, restarts=attack.restarts,
+                              n_target_classes=attack.n_target_classes, starts=starts,
+                              generator=generator, prune=prune)[0]
+    apgd_t = attack.targeted and attack.target is None
+    return run_apgd(model, x, y, threat, steps=attack.steps,
+                    restarts=attack.restarts, random_start=attack.random_start,
+                    loss=attack.loss, target=attack.target if attack.targeted else None,
+                    n_target_classes=attack.n_target_classes if apgd_t else None,
+                    starts=starts, generator=generator, prune=prune)[0]
+
+
+def flag_loss(attack: AttackSpec) -> str:
+    """The loss whose clean-point gradient the masking flags inspect: DLR and AutoAttack's
+    targeted phase vanish where the margin's gradient does."""
+    return "margin" if attack.kind == "autoattack" or attack.loss == "dlr" else attack.loss
+
+
 def perturb(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, radius: float, *,
             feature_ndim: int, subspace_basis: Tensor | None = None,
             direction: Tensor | None = None, generator: Generator = None,
-            basis_ndim: int | None = None) -> Tensor:
+            basis_ndim: int | None = None, clusters: Tensor | None = None,
+            cluster_labels: Tensor | None = None) -> Tensor:
     """Adversarial examples x_adv (same shape as x) at one radius; used by adversarial training.
 
     `generator` may be one torch.Generator or a list of one per seed (x's first dim is then the
@@ -91,9 +124,12 @@ def perturb(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, radius: floa
     patch inputs (K, d) / (*B, K, d) directions applied to every patch (see attacks.subspace);
     `basis_ndim` (feature_ndim or 1) resolves the rare shape ambiguity between the two.
     `direction`: the feature-direction attack's (*F) or per-seed (*B, *F) direction.
+    `clusters` (k, *F) or (*B, k, *F) with `cluster_labels` (k,) +-1: cluster means whose
+    opposite-cluster direction apgd / autoattack also start from (advcore.attacks.starts).
     """
     threat = _threat(attack, x, float(radius), feature_ndim, subspace_basis, basis_ndim)
-    delta = _attack_delta(model, x, y, attack, threat, direction=direction, generator=generator)
+    delta = _attack_delta(model, x, y, attack, threat, direction=direction, generator=generator,
+                          clusters=clusters, cluster_labels=cluster_labels)
     return (x.detach() + delta).detach()
 
 
@@ -106,7 +142,8 @@ def _stack_radii(t: Tensor, n_batch: int, n_radii: int) -> Tensor:
 def robust_accuracy(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, *,
                     feature_ndim: int, subspace_basis: Tensor | None = None,
                     direction: Tensor | None = None, generator: Generator = None,
-                    basis_ndim: int | None = None) -> AttackResult:
+                    basis_ndim: int | None = None, clusters: Tensor | None = None,
+                    cluster_labels: Tensor | None = None) -> AttackResult:
     """Robust accuracy at every radius of `attack` (radius 0 = clean accuracy).
 
     For fgsm/pgd an example counts as robust at radius r only if neither the attack (at r or at
@@ -132,7 +169,8 @@ def robust_accuracy(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, *,
             if gradient_attack:  # noise first: the attack's draws then do not depend on it
                 noise_margins.append(margin(model(xs + threat.sample(xs, generator)), ys))
             delta = _attack_delta(model, xs, ys, attack, threat, direction=direction,
-                                  generator=generator)
+                                  generator=generator, clusters=clusters,
+                                  cluster_labels=cluster_labels, evaluation=True)
             logits = model(xs + delta)
             attack_margins.append(margin(logits, ys))
             if target is not None:
@@ -153,7 +191,7 @@ def robust_accuracy(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, *,
         order = sorted(range(len(radii)), key=lambda i: radii[i])
         worst[order] = worst[order].cummin(dim=0).values  # a smaller radius's attack counts too
         correct = worst > 0
-        flags.update(gradient_flags(model, x, y, loss=attack.loss, target=target,
+        flags.update(gradient_flags(model, x, y, loss=flag_loss(attack), target=target,
                                     feature_ndim=feature_ndim))
     success = None
     if target is not None:
@@ -161,7 +199,7 @@ def robust_accuracy(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, *,
         hits = unstack(reached).to(x.dtype) * others
         success = hits.sum(-1) / others.sum(-1).clamp_min(1)
     return AttackResult(radii=radii, accuracy=correct.float().mean(-1),
-                        flags=verdict(flags, attack.loss), margins=worst,
+                        flags=verdict(flags, flag_loss(attack)), margins=worst,
                         target_success=success)
 
 
