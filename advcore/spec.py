@@ -202,6 +202,8 @@ class AttackSpec(_Model):
     targeted: bool = False
     target: Annotated[int, Field(ge=0)] | None = None  # class index for targeted attacks
     n_target_classes: Annotated[int, Field(ge=1, le=MAX_TARGET_CLASSES)] = 9  # APGD-T's targets
+    # apgd / autoattack: also start from the data model's directions (advcore.attacks.starts)
+    data_starts: bool = True
     subspace: Literal["robust", "non_robust"] | list[list[float]] | None = None
     budget: Literal["global", "per_patch"] = "global"  # patch inputs only
     box: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None  # None: unbounded
@@ -242,6 +244,8 @@ class AttackSpec(_Model):
                 raise ValueError("autoattack always starts from random points")
         targets_classes = self.kind == "autoattack" or (self.kind == "apgd" and self.targeted
                                                         and self.target is None)
+        if not self.data_starts and self.kind not in ("apgd", "autoattack"):
+            raise ValueError("data_starts applies to apgd and autoattack only")
         if self.n_target_classes != 9 and not targets_classes:
             raise ValueError("n_target_classes applies to autoattack and targeted apgd without "
                              "a `target` only")

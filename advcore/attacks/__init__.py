@@ -91,8 +91,10 @@ def _apgd_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat: 
                 direction: Tensor | None, clusters: Tensor | None,
                 cluster_labels: Tensor | None, generator: Generator, prune: bool) -> Tensor:
     """APGD / AutoAttack, started also from the data model's directions when it has any."""
-    starts = start_directions(x, y, feature_ndim=threat.feature_ndim, direction=direction,
-                              clusters=clusters, cluster_labels=cluster_labels)
+    starts = None
+    if attack.data_starts:
+        starts = start_directions(x, y, feature_ndim=threat.feature_ndim, direction=direction,
+                                  clusters=clusters, cluster_labels=cluster_labels)
     if attack.kind == "autoattack":
         return run_autoattack(model, x, y, threat, steps=attack.steps, restarts=attack.restarts,
                               n_target_classes=attack.n_target_classes, starts=starts,

@@ -233,10 +233,10 @@ def run_apgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
         targets = [order[..., j] for j in range(1, n_t + 1)]
     # (loss target, start): None a random start, -1 the clean point, k >= 0 starts[..., k, :]
     runs: list[tuple[Tensor | int | None, int | None]] = []
-    for t in targets:
-        runs += [(t, None)] * restarts if random_start else [(t, -1)]
+    for t in targets:  # direction starts first: they often break a point at once
         if starts is not None:
             runs += [(t, k) for k in range(starts.shape[n_batch + 1])]
+        runs += [(t, None)] * restarts if random_start else [(t, -1)]
     for t, k in runs:
         random = threat.sample(x, generator) if k is None else None  # drawn for every example
         active = best_score > 0 if prune else torch.ones_like(best_score, dtype=torch.bool)
