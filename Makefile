@@ -28,6 +28,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	mkdir -p benchmarks/results
 	$(BIN)/python benchmarks/advcore_bench.py --small --json benchmarks/results/advcore.json
+	$(BIN)/python benchmarks/attack_bench.py --small --repeat 1 --json benchmarks/results/attack.json
 	$(BIN)/python benchmarks/train_bench.py --quick --json benchmarks/results/train.json
 	$(BIN)/python benchmarks/store_bench.py --backend both --json benchmarks/results/store.json
 	$(BIN)/python benchmarks/api_bench.py --backend both --submits 200 --json benchmarks/results/api.json

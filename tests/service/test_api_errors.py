@@ -309,3 +309,33 @@ def test_the_app_refuses_to_start_on_an_unmigrated_database(tmp_path):
     with pytest.raises(SchemaOutOfDate):
         with TestClient(app):
             pass
+
+
+@pytest.mark.parametrize("attack, loc, says", [
+    ({"kind": "autoattack", "radii": [0.1], "steps": 5000},
+     ["body", "evaluation", "attacks", 0, "steps"], "less than or equal to 1000"),
+    ({"kind": "apgd", "radii": [0.1], "restarts": 100},
+     ["body", "evaluation", "attacks", 0, "restarts"], "less than or equal to 20"),
+    ({"kind": "apgd", "radii": [0.1], "targeted": True, "loss": "ce"},
+     ["body", "evaluation", "attacks", 0], "targeted apgd (APGD-T) uses loss 'dlr'"),
+    ({"kind": "autoattack", "radii": [0.1], "loss": "ce"},
+     ["body", "evaluation", "attacks", 0], "autoattack's losses are fixed"),
+    ({"kind": "pgd", "radii": [0.1], "loss": "dlr"},
+     ["body", "evaluation", "attacks", 0], "loss 'dlr' is APGD's"),
+])
+def test_a_bad_apgd_attack_is_422_naming_the_attack(api, attack, loc, says):
+    r = api.client.post("/v1/experiments", json=spec(**{"evaluation.attacks": [attack]}))
+    assert r.status_code == 422
+    [err] = r.json()["detail"]
+    assert err["loc"] == loc and says in err["msg"]
+    assert_nothing_written(api)
+
+
+def test_autoattack_is_refused_as_the_training_adversary(api):
+    body = spec(**{"training.mode": "adversarial",
+                   "training.adversary": {"kind": "autoattack", "radii": [0.1]}})
+    r = api.client.post("/v1/experiments", json=body)
+    assert r.status_code == 422
+    [err] = r.json()["detail"]
+    assert err["loc"] == ["body", "training"] and "'apgd'" in err["msg"]
+    assert_nothing_written(api)
