@@ -21,8 +21,9 @@ its starts: the class-mean direction (and any data-model direction, advcore.atta
 
 Each run keeps each example's worst case (lowest attacker score, the clean point included). In
 evaluation a run attacks only the examples (columns over the seed dims) not yet broken, as
-AutoAttack does; random starts are drawn for all examples every run, so S batched seeds draw
-exactly what S separate runs draw. Adversarial training attacks every example in every run.
+AutoAttack does, and drops the ones it breaks at its next checkpoint; random starts are drawn
+for all examples every run, so S batched seeds draw exactly what S separate runs draw.
+Adversarial training attacks every example in every run, for all its steps.
 """
 
 from __future__ import annotations
@@ -120,16 +121,18 @@ def apgd_objective(logits: Tensor, y: Tensor, loss: str,
 
 def apgd_run(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int, loss: str,
              start: Tensor, target: Tensor | int | None = None,
-             score_target: int | None = None) -> tuple[Tensor, Tensor]:
+             score_target: int | None = None, stop_broken: bool = False) -> tuple[Tensor, Tensor]:
     """One APGD run from the feasible perturbation `start` (*lead, *F); returns (delta, score)
     of each example's lowest attacker score over all iterates (start included).
 
     `target`: what the loss aims at (None, one class, or per-example classes for APGD-T);
     `score_target`: the class the *score* measures success against (None: misclassification).
+    `stop_broken` (evaluation): at each checkpoint, examples already broken (score <= 0) keep
+    their worst case and stop; columns broken for every seed leave the batch.
     """
+    n_batch = y.dim() - 1
     radius = threat.radius if isinstance(threat.radius, Tensor) else \
         torch.full(y.shape, float(threat.radius), dtype=x.dtype, device=x.device)
-    step = bcast(2.0 * radius, x)  # (*lead, 1..) one step size per example
     marks = set(checkpoints(steps))
 
     def evaluate(delta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -143,39 +146,65 @@ def apgd_run(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int, 
 
     delta = start.detach()
     objective, grad, score = evaluate(delta)
-    best_delta, best_score = delta, score  # the worst case for the evaluation (lowest score)
-    top_delta, top_grad, top_obj = delta, grad, objective  # the schedule's best point (max loss)
-    prev = delta
-    rises = torch.zeros_like(objective)  # loss increases since the last checkpoint
-    last_mark, top_at_mark = 0, objective
-    halved_at_mark = torch.ones_like(objective, dtype=torch.bool)
+    state = {  # per-example state; every entry has the example dims (*lead) in front
+        "x": x, "y": y, "radius": radius, "step": bcast(2.0 * radius, x), "delta": delta,
+        "prev": delta, "grad": grad, "objective": objective,
+        "best_delta": delta, "best_score": score,  # the evaluation's worst case (lowest score)
+        "top_delta": delta, "top_grad": grad, "top_obj": objective,  # the schedule's best point
+        "rises": torch.zeros_like(objective),  # loss increases since the last checkpoint
+        "top_at_mark": objective, "halved_at_mark": torch.ones_like(objective, dtype=torch.bool),
+        "done": torch.zeros_like(objective, dtype=torch.bool),  # stopped: broken at a checkpoint
+        "index": torch.arange(y.shape[-1], device=y.device),  # columns of the original batch
+    }
+    if isinstance(target, Tensor):
+        state["target"] = target
+    out_delta, out_score = delta.clone(), score.clone()
+    last_mark = 0
     with torch.no_grad():
         for i in range(1, steps + 1):
+            x, y = state["x"], state["y"]  # evaluate() reads these: the compacted batch
+            target = state.get("target", target)
+            threat = replace(threat, radius=state["radius"])
             a = MOMENTUM if i > 1 else 1.0
-            z = threat.constrain(x, delta + step * threat.ascent(grad))
-            moved = threat.constrain(x, delta + a * (z - delta) + (1 - a) * (delta - prev))
-            prev, delta = delta, moved
-            new_obj, grad, score = evaluate(delta)
-            rises += (new_obj > objective).to(rises.dtype)
-            objective = new_obj
-            better = score < best_score
-            best_score = torch.where(better, score, best_score)
-            best_delta = torch.where(bcast(better, x), delta, best_delta)
-            higher = new_obj > top_obj
-            top_obj = torch.where(higher, new_obj, top_obj)
-            top_delta = torch.where(bcast(higher, x), delta, top_delta)
-            top_grad = torch.where(bcast(higher, x), grad, top_grad)
-            if i in marks:
-                oscillating = rises <= RHO * (i - last_mark)
-                stuck = ~halved_at_mark & (top_at_mark >= top_obj)
-                halve = oscillating | stuck  # (*lead)
-                step = torch.where(bcast(halve, x), step / 2, step)
-                delta = torch.where(bcast(halve, x), top_delta, delta)
-                grad = torch.where(bcast(halve, x), top_grad, grad)
-                halved_at_mark, top_at_mark = halve, top_obj
-                rises = torch.zeros_like(rises)
-                last_mark = i
-    return best_delta, best_score
+            cur, step = state["delta"], state["step"]
+            z = threat.constrain(x, cur + step * threat.ascent(state["grad"]))
+            moved = threat.constrain(x, cur + a * (z - cur) + (1 - a) * (cur - state["prev"]))
+            state["prev"], state["delta"] = cur, moved
+            new_obj, grad, score = evaluate(moved)
+            state["grad"] = grad
+            state["rises"] = state["rises"] + (new_obj > state["objective"]).to(new_obj.dtype)
+            state["objective"] = new_obj
+            better = (score < state["best_score"]) & ~state["done"]
+            state["best_score"] = torch.where(better, score, state["best_score"])
+            state["best_delta"] = torch.where(bcast(better, x), moved, state["best_delta"])
+            higher = new_obj > state["top_obj"]
+            state["top_obj"] = torch.where(higher, new_obj, state["top_obj"])
+            state["top_delta"] = torch.where(bcast(higher, x), moved, state["top_delta"])
+            state["top_grad"] = torch.where(bcast(higher, x), grad, state["top_grad"])
+            if i not in marks:
+                continue
+            oscillating = state["rises"] <= RHO * (i - last_mark)
+            stuck = ~state["halved_at_mark"] & (state["top_at_mark"] >= state["top_obj"])
+            halve = bcast(oscillating | stuck, x)
+            state["step"] = torch.where(halve, state["step"] / 2, state["step"])
+            state["delta"] = torch.where(halve, state["top_delta"], state["delta"])
+            state["grad"] = torch.where(halve, state["top_grad"], state["grad"])
+            state["halved_at_mark"], state["top_at_mark"] = oscillating | stuck, state["top_obj"]
+            state["rises"] = torch.zeros_like(state["rises"])
+            last_mark = i
+            if stop_broken and i < steps:
+                state["done"] = state["done"] | (state["best_score"] <= 0)
+                keep = _columns(~state["done"], n_batch)
+                if keep.numel() < state["index"].numel():  # drop columns broken for every seed
+                    out_delta.index_copy_(n_batch, state["index"], state["best_delta"])
+                    out_score.index_copy_(n_batch, state["index"], state["best_score"])
+                    if keep.numel() == 0:
+                        return out_delta, out_score
+                    state = {k: v.index_select(0 if k == "index" else n_batch, keep)
+                             for k, v in state.items()}
+    out_delta.index_copy_(n_batch, state["index"], state["best_delta"])
+    out_score.index_copy_(n_batch, state["index"], state["best_score"])
+    return out_delta, out_score
 
 
 # ----------------------------------------------------------------------------- runs over starts
@@ -253,7 +282,7 @@ def run_apgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
             start = direction_start(sub_x, pick(starts).select(n_batch + 1, k), sub_threat)
         delta, score = apgd_run(model, sub_x, sub_y, sub_threat, steps=steps, loss=loss,
                                 start=start, target=pick(t) if isinstance(t, Tensor) else t,
-                                score_target=target)
+                                score_target=target, stop_broken=prune)
         better = (score < pick(best_score)) & pick(active)
         new_score = torch.where(better, score, pick(best_score))
         new_delta = torch.where(bcast(better, sub_x), delta, pick(best_delta))
