@@ -22,8 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from advcore.cost import FLOAT, DataCost, Factor, register_cost
 from advcore.data import Dataset, register
 from advcore.device import generator
+from advcore.spec import IMAGE_SETS, data_size
 
 _IDX = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
@@ -171,3 +173,24 @@ def build_image(spec, seed: int) -> Dataset:
         features={"cluster": means}, attack_direction=None, feature_ndim=3, box=(0.0, 1.0),
         n_classes=len(classes),
     )
+
+
+@register_cost("image")
+def cost(spec) -> DataCost:
+    """Sizes from the standard files (advcore.spec.data_size). Per seed: the kept images'
+    uint8 copy and float conversion; files read from disk stay cached as uint8 (host memory),
+    read once through an extra concatenated copy."""
+    n_train, n_test, D, _ = data_size(spec)
+    full_train, full_test, shape = IMAGE_SETS[spec.dataset]
+    raw = (full_train + full_test) * D  # uint8
+    if spec.dataset == "digits":  # scikit-learn's float64 arrays, freed after the build
+        host, read = 0, 1797 * D * 8 * 3
+    else:
+        host, read = raw, raw
+    n_classes = len(kept_classes(spec))
+    binary = spec.binary is not None
+    return DataCost(
+        n_train=n_train, n_test=n_test, in_shape=shape, n_classes=n_classes, binary=binary,
+        has_readout=binary, features={"cluster": (n_classes, D)},
+        build_bytes=max(n_train, n_test) * D * (1 + 2 * FLOAT) + read, host_bytes=host,
+        n_loc=("data", "n_train"), size=(Factor(("data", "dataset"), D, 3072),))
