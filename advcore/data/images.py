@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import gzip
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ import torch
 
 from advcore.cost import FLOAT, DataCost, Factor, register_cost
 from advcore.data import Dataset, register
+from advcore.data.safe_pickle import load_data_pickle
 from advcore.device import generator
 from advcore.spec import IMAGE_SETS, data_size
 
@@ -46,13 +46,25 @@ def _digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return x[train], bunch.target[train], x[test], bunch.target[test]
 
 
-def _idx(path: Path) -> np.ndarray:
+MAX_IDX_BYTES = 256 * 2**20  # MNIST's largest file is 47 MB; a gzip bomb stops here
+
+
+def _idx(path: Path, name: str) -> np.ndarray:
+    """An IDX file of unsigned bytes (magic 0x00 0x00 0x08 ndim), checked before it is trusted:
+    the header's sizes must match the payload exactly."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
-        data = f.read()
+        data = f.read(MAX_IDX_BYTES + 1)
+    if len(data) > MAX_IDX_BYTES:
+        raise ValueError(f"data file {name} is larger than {MAX_IDX_BYTES >> 20} MB uncompressed")
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08" or not 1 <= data[3] <= 4:
+        raise ValueError(f"data file {name} is not an IDX file of unsigned bytes")
     ndim = data[3]
     shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    offset = 4 + 4 * ndim
+    if len(data) - offset != int(np.prod(shape, dtype=np.int64)):
+        raise ValueError(f"data file {name}: header says {shape}, payload has {len(data) - offset} bytes")
+    return np.frombuffer(data, np.uint8, offset=offset).reshape(shape)
 
 
 def dataset_root(name: str) -> Path:
@@ -82,11 +94,20 @@ def _locate(name: str) -> list[Path]:
     return found
 
 
-def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, "rb") as f:
-        batch = pickle.load(f, encoding="bytes")
-    x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)  # rows are R, G, B planes
-    return x, np.asarray(batch[b"labels"], dtype=np.int64)
+def _cifar_batch(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch: {b"data": uint8 (N, 3072), b"labels": N ints in 0..9}.
+    Read as data only (advcore.data.safe_pickle): a crafted batch file cannot run code."""
+    batch = load_data_pickle(path, name=name)
+    data = batch.get(b"data") if isinstance(batch, dict) else None
+    labels = batch.get(b"labels") if isinstance(batch, dict) else None
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+            or data.shape[1] != 3 * 32 * 32 or not isinstance(labels, list) \
+            or len(labels) != data.shape[0] \
+            or not all(isinstance(c, int) and 0 <= c < 10 for c in labels):
+        raise ValueError(f"data file {name} is not a CIFAR-10 batch: expected b'data' uint8 "
+                         "(N, 3072) and b'labels', N ints in 0..9")
+    x = data.reshape(-1, 3, 32, 32)  # rows are R, G, B planes
+    return x, np.asarray(labels, dtype=np.int64)
 
 
 @functools.lru_cache(maxsize=2)
@@ -95,10 +116,10 @@ def _from_disk(name: str, root: str):
     every seed of a batched run asks for the same arrays."""
     paths = _locate(name)
     if name == "cifar10":
-        parts = [_cifar_batch(p) for p in paths]
+        parts = [_cifar_batch(p, f"{name}/{rel}") for p, rel in zip(paths, FILES[name])]
         return (np.concatenate([x for x, _ in parts[:5]]), np.concatenate([y for _, y in parts[:5]]),
                 parts[5][0], parts[5][1])
-    arrays = [_idx(p) for p in paths]
+    arrays = [_idx(p, f"{name}/{p.name}") for p in paths]
     return arrays[0][:, None], arrays[1].astype(np.int64), arrays[2][:, None], arrays[3].astype(np.int64)
 
 
