@@ -51,20 +51,25 @@ MAX_IDX_BYTES = 256 * 2**20  # MNIST's largest file is 47 MB; a gzip bomb stops 
 
 def _idx(path: Path, name: str) -> np.ndarray:
     """An IDX file of unsigned bytes (magic 0x00 0x00 0x08 ndim), checked before it is trusted:
-    the header's sizes must match the payload exactly."""
+    the header's sizes must match the payload exactly. Only the header's size (plus one byte,
+    to see a longer payload) is read, so neither a gzip bomb nor the cap itself is ever
+    allocated: a 10 KB file costs 10 KB."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
-        data = f.read(MAX_IDX_BYTES + 1)
-    if len(data) > MAX_IDX_BYTES:
-        raise ValueError(f"data file {name} is larger than {MAX_IDX_BYTES >> 20} MB uncompressed")
-    if len(data) < 4 or data[:3] != b"\x00\x00\x08" or not 1 <= data[3] <= 4:
-        raise ValueError(f"data file {name} is not an IDX file of unsigned bytes")
-    ndim = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    offset = 4 + 4 * ndim
-    if len(data) - offset != int(np.prod(shape, dtype=np.int64)):
-        raise ValueError(f"data file {name}: header says {shape}, payload has {len(data) - offset} bytes")
-    return np.frombuffer(data, np.uint8, offset=offset).reshape(shape)
+        head = f.read(4)
+        if len(head) < 4 or head[:3] != b"\x00\x00\x08" or not 1 <= head[3] <= 4:
+            raise ValueError(f"data file {name} is not an IDX file of unsigned bytes")
+        ndim = head[3]
+        dims = f.read(4 * ndim)
+        shape = [int.from_bytes(dims[4 * i: 4 * i + 4], "big") for i in range(len(dims) // 4)]
+        size = int(np.prod(shape, dtype=np.int64))
+        if 4 + 4 * ndim + size > MAX_IDX_BYTES:
+            raise ValueError(f"data file {name} is larger than {MAX_IDX_BYTES >> 20} MB uncompressed")
+        data = f.read(size + 1)
+    if len(shape) != ndim or len(data) != size:
+        got = f"more than {size}" if len(data) > size else str(len(data))
+        raise ValueError(f"data file {name}: header says {shape}, payload has {got} bytes")
+    return np.frombuffer(data, np.uint8).reshape(shape)
 
 
 def dataset_root(name: str) -> Path:
