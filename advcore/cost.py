@@ -291,10 +291,11 @@ def seeds_factor(spec) -> Factor:
     return Factor(("seeds",), len(spec.seed_list), 5)
 
 
-def model_state_bytes(spec, model: ModelCost, optimizer_kind: str) -> float:
-    """Parameters, their gradients and the optimizer's state, all seeds."""
-    state = {"adam": 2, "sgd": 1 if spec.training.optimizer.momentum else 0,
-             "gd": 1 if spec.training.optimizer.momentum else 0}[optimizer_kind]
+def model_state_bytes(spec, model: ModelCost) -> float:
+    """Parameters, their gradients and the optimizer's state (Adam: 2 moments; SGD: a momentum
+    buffer when momentum > 0), all seeds."""
+    opt = spec.training.optimizer
+    state = 2 if opt.kind == "adam" else int(opt.momentum > 0)
     return len(spec.seed_list) * model.params * FLOAT * (2 + state)
 
 
@@ -309,7 +310,7 @@ def run_cost(spec, data: DataCost, *, prefix: str = "") -> tuple[Ledger, ModelCo
     model = model_cost(spec.learner, data.in_shape, n_outputs(spec, data))
     ledger = Ledger()
     base = persistent_terms(spec, data) + [
-        term(f"{prefix}model state", model_state_bytes(spec, model, spec.training.optimizer.kind),
+        term(f"{prefix}model state", model_state_bytes(spec, model),
              seeds_factor(spec), model.factors)]
     ledger.extend(training_cost(spec, data, model, base, prefix=prefix))
     ledger.extend(evaluation_cost(spec, data, model, base, prefix=prefix))
@@ -361,10 +362,17 @@ def estimate(spec) -> Cost:
 
 # ----------------------------------------------------------------------------- storage
 
-METRIC_POINT_BYTES = 200  # one metric row and its index entry (service store)
+# the service store's sizes (fitted on SQLite by benchmarks/cost_bench.py --store)
+METRIC_POINT_BYTES = 140  # one metric row with its index entry
+SERIES_BYTES = 250  # one (name, seed) series: its catalogue row and min/max block roll-up
 MATRIX_ROW_BYTES = 300  # one matrix row's fixed part (ids, name, step)
 LABEL_BYTES = 12  # one row / column label (JSON)
 JSON_NUMBER_BYTES = 20  # one float in the stored summary (JSON text)
+
+
+def metric_bytes(points: float, series: float) -> float:
+    """Stored metric points, `series` distinct (name, seed) series among them."""
+    return points * METRIC_POINT_BYTES + series * SERIES_BYTES
 
 
 def matrix_bytes(rows: int, cols: int) -> float:

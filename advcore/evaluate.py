@@ -9,10 +9,12 @@ whose main classifier is the binary read-out, `test/margin_mean|min|median`, `co
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from advcore.cost import (FLOAT, LONG, METRIC_POINT_BYTES, AttackContext, Factor, Ledger, Term,
-                          matrix_bytes, seeds_factor, term)
+from advcore.cost import (FLOAT, LONG, AttackContext, Factor, Ledger, Term, matrix_bytes,
+                          metric_bytes, seeds_factor, term)
 from advcore.data import Dataset
 from advcore.measure import correlation_records, weight_norm_records
 from advcore.observe import MetricRecord, Observer
@@ -129,10 +131,19 @@ def _plain(value):
 # ----------------------------------------------------------------------------- cost
 
 
-def schedule(spec) -> tuple[int, int]:
-    """(evaluations, evaluations that run the attacks): step 0 is clean only."""
+@dataclass(frozen=True)
+class Schedule:
+    """How many evaluations of a run record metrics, run the attacks, and store matrices."""
+
+    evaluations: int
+    attacked: int
+    matrices: int
+
+
+def schedule(spec) -> Schedule:
+    """Evaluations at step 0 (clean only) and at every scheduled epoch (with the attacks)."""
     attacked = len(eval_epochs(spec.training.epochs, spec.evaluation.every))
-    return 1 + attacked, attacked
+    return Schedule(evaluations=1 + attacked, attacked=attacked, matrices=1 + attacked)
 
 
 def evaluation_cost(spec, data, model, base: list[Term], *, prefix: str = "") -> Ledger:
@@ -143,7 +154,8 @@ def evaluation_cost(spec, data, model, base: list[Term], *, prefix: str = "") ->
     from advcore.measure import CORRELATION_SETS
 
     ev, S = spec.evaluation, len(spec.seed_list)
-    n_evals, attacked = schedule(spec)
+    plan = schedule(spec)
+    n_evals, attacked = plan.evaluations, plan.attacked
     C = outputs(spec, data)
     has_readout = C > 1 and data.has_readout
     record = set(ev.record)
@@ -206,10 +218,10 @@ def evaluation_cost(spec, data, model, base: list[Term], *, prefix: str = "") ->
             robust_points += len(attack.radii)
     points = S * (n_evals * per_eval + attacked * robust_points)
     ledger.stored.append(term(
-        f"{prefix}metrics", METRIC_POINT_BYTES * points,
+        f"{prefix}metrics", metric_bytes(points, S * (per_eval + robust_points)),
         evals, seeds, *(Factor(("evaluation", "attacks", i, "radii"), len(a.radii), 10)
                         for i, a in enumerate(ev.attacks))))
     if matrices:
-        ledger.stored.append(term(f"{prefix}matrices", n_evals * S * matrices, evals, seeds,
-                                  *model.factors, *data.size))
+        ledger.stored.append(term(f"{prefix}matrices", plan.matrices * S * matrices, evals,
+                                  seeds, *model.factors, *data.size))
     return ledger

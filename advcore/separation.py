@@ -84,8 +84,7 @@ def separation_cost(spec, data) -> "Ledger":
     """advcore.cost.Ledger of `separation_table`: per seed and norm, the train-train and
     test-train distance matrices (2 n m D operations each, the matrix product's count for l2
     and subtract + max-abs for l_inf), computed in float64 chunks of MAX_CHUNK_ELEMENTS."""
-    from advcore.cost import (METRIC_POINT_BYTES, Factor, Ledger, persistent_terms, seeds_factor,
-                              term)
+    from advcore.cost import Factor, Ledger, metric_bytes, persistent_terms, seeds_factor, term
 
     S, norms = len(spec.seed_list), len(spec.study.norms)
     n, m, D = data.n_train, data.n_test, data.in_elements
@@ -99,5 +98,5 @@ def separation_cost(spec, data) -> "Ledger":
     # chunk's distances, label mask and masked copy
     working = 2 * (n + m) * D * 8 + chunk * (8 + 1 + 8 + 8)
     ledger.phase("separation", persistent_terms(spec, data), term("separation", working, factors))
-    ledger.stored.append(term("metrics", METRIC_POINT_BYTES * S * norms * 5, factors))
+    ledger.stored.append(term("metrics", metric_bytes(S * norms * 5, S * norms * 5), factors))
     return ledger

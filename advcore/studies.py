@@ -142,7 +142,7 @@ def feature_attack_cost(spec, data):
     subspace, pair and radius."""
     from advcore.attacks import attack_cost
     from advcore.attacks.pgd import pgd_cost
-    from advcore.cost import (FLOAT, METRIC_POINT_BYTES, AttackContext, Factor, Ledger,
+    from advcore.cost import (FLOAT, AttackContext, Factor, Ledger, metric_bytes,
                               persistent_terms, run_cost, seeds_factor, term)
     from advcore.features import reconstruction_cost
 
@@ -187,7 +187,7 @@ def feature_attack_cost(spec, data):
                              a_factors))
     ledger.phase("feature attacks", base, term(
         "feature attacks", S * n_src * (pgd.bytes + 3 * data.in_elements * FLOAT), a_factors))
-    ledger.stored.append(term("feature attack metrics", METRIC_POINT_BYTES * S * calls,
+    ledger.stored.append(term("feature attack metrics", metric_bytes(S * calls, S * calls),
                               a_factors))
     return ledger
 

@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from advcore import spec as S
-from advcore.cost import (DATA_COSTS, METRIC_POINT_BYTES, data_cost, estimate, matrix_bytes,
+from advcore.cost import (DATA_COSTS, data_cost, estimate, matrix_bytes, metric_bytes,
                           summary_bytes)
 from advcore.observe import CollectingObserver
 from advcore.run import run_experiment
@@ -99,7 +99,8 @@ def test_stored_bytes_follow_the_records_a_run_streams(name, tmp_path):
         with single_thread():
             run_experiment(spec, observer, device="cpu")
         data = data_cost(spec.resolve().data)
-    streamed = len(observer.metrics) * METRIC_POINT_BYTES + sum(
+    series = {(r.name, r.seed) for r in observer.metrics}
+    streamed = metric_bytes(len(observer.metrics), len(series)) + sum(
         matrix_bytes(len(m.values), len(m.values[0])) for m in observer.matrices)
     assert cost.stored_bytes - summary_bytes(spec.resolve(), data) == pytest.approx(streamed)
     n_steps = len({r.step for r in observer.metrics})
