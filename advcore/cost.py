@@ -16,7 +16,7 @@ Conventions (so an estimate can be checked against measurement):
   buffers outside torch (raw data set files); it is a max over phases (data build, training
   step, each evaluation pass, study steps), each a sum of live terms.
 - Every term names the JSON path of the spec field that dominates it (the factor whose value
-  is largest relative to its default), so an admission error can say which field to lower.
+  is largest relative to its usual size), so an admission error can say which field to lower.
 """
 
 from __future__ import annotations
@@ -213,6 +213,9 @@ class ModelCost:
     n_neurons: int  # rows of first_layer() (correlation matrices)
     first_dim: int  # columns of first_layer() (= input size when they live in input space)
     factors: tuple[Factor, ...]  # learner fields the cost scales with
+    # elements of the largest weight whose gradient is formed in a product's layout and then
+    # copied into .grad (einsum / bmm layers; convolutions write theirs in place)
+    grad_copy: int = 0
 
     @property
     def train_step(self) -> float:
@@ -232,6 +235,7 @@ class AttackContext:
     model: ModelCost
     data: DataCost
     loc: Loc  # the attack spec's JSON path ("evaluation", "attacks", 2)
+    directions: int | None = None  # a subspace passed as a basis tensor: its size
 
     @property
     def in_elements(self) -> int:

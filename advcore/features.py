@@ -121,7 +121,7 @@ def targeted_success(model, x: torch.Tensor, y_fine: torch.Tensor, source: int, 
 # ----------------------------------------------------------------------------- cost
 
 
-def reconstruction_cost(recon, model, data, n_seeds: int, loc: tuple) -> tuple[float, float]:
+def reconstruction_cost(recon, model, data, n_seeds: int) -> tuple[float, float]:
     """(FLOPs, peak bytes) of `feature_bases` for one model: k * n_per_class reconstructions,
     each a target representation then `steps` forward + input-gradient passes through G, and
     a float64 SVD of the changes."""

@@ -141,7 +141,6 @@ def feature_attack_cost(spec, data):
     two reconstructions, then targeted subspace PGD from each source class for every model,
     subspace, pair and radius."""
     from advcore.attacks import attack_cost
-    from advcore.attacks.pgd import pgd_cost
     from advcore.cost import (FLOAT, AttackContext, Factor, Ledger, metric_bytes,
                               persistent_terms, run_cost, seeds_factor, term)
     from advcore.features import reconstruction_cost
@@ -169,15 +168,13 @@ def feature_attack_cost(spec, data):
     r_factors = (Factor((*r_loc, "steps"), recon.steps, 1000),
                  Factor((*r_loc, "n_per_class"), recon.n_per_class, 100), seeds_factor(spec),
                  *model.factors, *data.size)
-    flops, working = reconstruction_cost(recon, model, data, S, r_loc)
+    flops, working = reconstruction_cost(recon, model, data, S)
     ledger.flops.append(term("reconstruction", 2 * flops, r_factors))
     ledger.phase("reconstruction", base, term("reconstruction", working, r_factors))
     k = data.n_classes or 1
     K = 2 * min(recon.n_directions, recon.n_per_class, data.in_elements)  # source + target bases
     n_src = -(-data.n_test // k)  # test points of the source class (balanced classes)
-    ctx = AttackContext(model, data, ("study", "attack"))
-    pgd = pgd_cost(study.attack, ctx, directions=K) if study.attack.kind != "feature_direction" \
-        else attack_cost(study.attack, ctx)
+    pgd = attack_cost(study.attack, AttackContext(model, data, ("study", "attack"), directions=K))
     calls = 2 * len(SUBSPACES) * len(study.pairs) * len(study.attack.radii)
     a_factors = (Factor(("study", "pairs"), len(study.pairs), 8),
                  Factor(("study", "attack", "radii"), len(study.attack.radii), 4),

@@ -231,8 +231,8 @@ def training_cost(spec, data, model, base: list[Term], *, prefix: str = "") -> L
     batch_terms = [term(f"{prefix}training batch", copied + S * batch * model.backward_bytes,
                         Factor(("training", "batch_size"), batch, 256), seeds_factor(spec),
                         *model.factors, *data.size),
-                   # a weight gradient is formed in its product's layout, then copied into .grad
-                   term(f"{prefix}weight gradient buffers", S * model.params * FLOAT,
+                   # a weight gradient formed in its product's layout, then copied into .grad
+                   term(f"{prefix}weight gradient copy", S * model.grad_copy * FLOAT,
                         seeds_factor(spec), model.factors)]
     if t.mode == "adversarial":
         from advcore.attacks import attack_cost, perturb_cost

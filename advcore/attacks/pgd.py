@@ -128,16 +128,15 @@ PGD_WORKING_INPUTS = 4
 
 
 def pgd_cost(attack, ctx: AttackContext, *, steps: int | None = None,
-             random_start: bool | None = None, directions: int | None = None) -> AttackCost:
+             random_start: bool | None = None) -> AttackCost:
     """Per example and radius: each restart runs `steps` forward + input-gradient passes and
     one last forward, and projects onto the subspace twice per step (plus twice at its random
-    start). `directions` overrides the subspace size (a basis passed as a tensor)."""
+    start)."""
     steps = attack.steps if steps is None else steps
     random_start = attack.random_start if random_start is None else random_start
     restarts = attack.restarts if random_start else 1
-    if directions is None:
-        directions = subspace_directions(attack.subspace, ctx.data.features)
-    K = directions
+    K = ctx.directions if ctx.directions is not None else \
+        subspace_directions(attack.subspace, ctx.data.features)
     proj = projection_flops(K, ctx.in_elements)
     per_restart = (steps + 1) * ctx.model.forward + steps * ctx.model.forward \
         + (2 * steps + 2 * random_start) * proj

@@ -57,6 +57,7 @@ class CNN(BatchedModel):
             representation=sum(convs) + head, rep_dim=spec.hidden,
             backward_bytes=(saved + 3 * spec.hidden) * FLOAT, eval_bytes=widest * FLOAT,
             n_neurons=spec.channels[0], first_dim=in_shape[0] * 9,
+            grad_copy=max(flat * spec.hidden, spec.hidden * n_outputs),
             factors=(Factor(("learner", "channels"), max(spec.channels), 128),
                      Factor(("learner", "channels"), len(spec.channels), 4),
                      Factor(("learner", "hidden"), spec.hidden, 512)))

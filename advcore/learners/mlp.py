@@ -40,6 +40,7 @@ class MLP(BatchedModel):
             backward_bytes=(sum(hidden) + 2 * max(hidden + [n_outputs])) * FLOAT,
             eval_bytes=2 * max(hidden + [n_outputs]) * FLOAT,
             n_neurons=sizes[1], first_dim=D,
+            grad_copy=max(a * b for a, b in zip(sizes[:-1], sizes[1:])),
             factors=(Factor(("learner", "widths"), max(hidden, default=1), 1024),
                      Factor(("learner", "widths"), len(hidden), 4)))
 

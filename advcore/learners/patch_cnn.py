@@ -53,7 +53,7 @@ class PatchCNN(BatchedModel):
         return ModelCost(params=km * d, forward=forward, first=forward, representation=0,
                          rep_dim=0, backward_bytes=7 * P * km * FLOAT,
                          eval_bytes=5.5 * P * km * FLOAT,
-                         n_neurons=km, first_dim=d,
+                         n_neurons=km, first_dim=d, grad_copy=km * d,
                          factors=(Factor(("learner", "width"), spec.width, 16),))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -133,7 +133,7 @@ class ResNet18(BatchedModel):
             params=params + c_in * n_outputs + n_outputs, forward=flops + fc, first=first,
             representation=flops, rep_dim=c_in, backward_bytes=saved * FLOAT,
             eval_bytes=(widest + math.prod(in_shape)) * FLOAT, n_neurons=spec.width,
-            first_dim=in_shape[0] * 9,
+            first_dim=in_shape[0] * 9, grad_copy=c_in * n_outputs,
             factors=(Factor(("learner", "width"), spec.width, 64),
                      Factor(("learner", "blocks"), sum(spec.blocks), 8)))
 

@@ -49,7 +49,7 @@ class TwoLayerReLU(BatchedModel):
         params = R * d + R * (1 + spec.bias)  # + the second layer (a buffer when not trained)
         return ModelCost(params=params, forward=forward, first=forward, representation=0,
                          rep_dim=0, backward_bytes=3 * R * FLOAT, eval_bytes=3 * R * FLOAT,
-                         n_neurons=R, first_dim=d,
+                         n_neurons=R, first_dim=d, grad_copy=R * d,
                          factors=(Factor(("learner", "width"), spec.width, 1024),))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
