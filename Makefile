@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/plots_bench.py --json benchmarks/results/plots.json
 	$(BIN)/python benchmarks/separation_bench.py --json benchmarks/results/separation.json
 	$(BIN)/python benchmarks/load_bench.py --quick --json benchmarks/results/load.json
+	$(BIN)/python benchmarks/cost_bench.py --json benchmarks/results/cost.json
 
 clean:
 	rm -rf $(VENV)

@@ -9,14 +9,18 @@ whose main classifier is the binary read-out, `test/margin_mean|min|median`, `co
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from advcore.cost import (FLOAT, LONG, AttackContext, Factor, Ledger, Term, matrix_bytes,
+                          metric_bytes, seeds_factor, term)
 from advcore.data import Dataset
 from advcore.measure import correlation_records, weight_norm_records
 from advcore.observe import MetricRecord, Observer
 from advcore.spec import robust_metric
 from advcore.train import (Task, attack_generator, attack_kwargs, attacked_view, binary_readout,
-                           fine_view, margins, per_seed_loss, targets)
+                           eval_epochs, fine_view, margins, per_seed_loss, targets)
 
 
 class Evaluator:
@@ -122,3 +126,102 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+# ----------------------------------------------------------------------------- cost
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How many evaluations of a run record metrics, run the attacks, and store matrices."""
+
+    evaluations: int
+    attacked: int
+    matrices: int
+
+
+def schedule(spec) -> Schedule:
+    """Evaluations at step 0 (clean only) and at every scheduled epoch (with the attacks)."""
+    attacked = len(eval_epochs(spec.training.epochs, spec.evaluation.every))
+    return Schedule(evaluations=1 + attacked, attacked=attacked, matrices=1 + attacked)
+
+
+def evaluation_cost(spec, data, model, base: list[Term], *, prefix: str = "") -> Ledger:
+    """advcore.cost.Ledger of every `Evaluator` call of a run: clean passes over both splits,
+    each attack on each attacked split, correlations, decoupling, and the stored records."""
+    from advcore.attacks import robust_accuracy_cost
+    from advcore.cost import n_outputs as outputs
+    from advcore.measure import CORRELATION_SETS
+
+    ev, S = spec.evaluation, len(spec.seed_list)
+    plan = schedule(spec)
+    n_evals, attacked = plan.evaluations, plan.attacked
+    C = outputs(spec, data)
+    has_readout = C > 1 and data.has_readout
+    record = set(ev.record)
+    evals = Factor(("evaluation", "every"), n_evals, 50)
+    seeds = seeds_factor(spec)
+    ledger = Ledger(n_evaluations=n_evals)
+    n_all = data.n_train + data.n_test
+    ledger.flops.append(term(f"{prefix}evaluation (clean)", n_evals * S * n_all * model.forward,
+                             evals, data.samples("train"), seeds, *model.factors, *data.size))
+    widest = max(data.n_train, data.n_test)
+    ledger.phase(f"{prefix}clean evaluation", base, term(
+        f"{prefix}evaluation (clean)", S * widest * (model.eval_bytes + C * FLOAT * 3),
+        data.samples("train"), seeds, *model.factors, *data.size))
+    per_eval = 4 + 2 * has_readout + 3 * ("margins" in record) + 2 * ("weight_norms" in record)
+    matrices = 0.0
+    # correlations: every evaluation when recorded, else once (the summary's final matrices)
+    sets = [(k, dim) for name, (k, dim) in data.features.items()
+            if name in CORRELATION_SETS and dim == model.first_dim]
+    corr_evals = n_evals if "correlations" in record else 1
+    corr_flops = sum(2 * 2 * model.n_neurons * k * dim for k, dim in sets)
+    if "correlations" in record:
+        per_eval += sum(k for k, _ in sets)
+        matrices += sum(matrix_bytes(model.n_neurons, k) for k, _ in sets)
+    ledger.flops.append(term(f"{prefix}correlations", corr_evals * S * corr_flops, evals,
+                             *model.factors, *data.size))
+    if "decoupling" in record and data.n_classes is not None:
+        k, H, D = data.n_classes, model.rep_dim, data.in_elements
+        flops = 0.0
+        if model.first_dim == D:
+            flops += 2 * data.n_test * k * D + 2 * model.n_neurons * k * D
+            matrices += matrix_bytes(model.n_neurons, k)
+            per_eval += 1
+        if H:
+            flops += data.n_test * model.representation + 2 * data.n_test * k * H
+            matrices += matrix_bytes(H, k)
+            per_eval += 1
+            if C > 1:
+                flops += 2 * data.n_test * k * H + 2 * C * k * H
+                matrices += matrix_bytes(C, k)
+                per_eval += 1
+        ledger.flops.append(term(f"{prefix}decoupling", n_evals * S * flops, evals,
+                                 data.samples("test"), *model.factors, *data.size))
+        ledger.phase(f"{prefix}decoupling", base, term(
+            f"{prefix}decoupling",
+            S * data.n_test * (model.eval_bytes + (H + k) * FLOAT + k * LONG),
+            data.samples("test"), seeds, *model.factors, *data.size))
+    splits = ["test", "train"] if ev.attack_train else ["test"]
+    robust_points = 0
+    for i, attack in enumerate(ev.attacks):
+        ctx = AttackContext(model, data, ("evaluation", "attacks", i))
+        for split in splits:
+            n_split = data.n_test if split == "test" else data.n_train
+            n = min(ev.n_attack or n_split, n_split)
+            name = f"{prefix}evaluation.attacks[{i}]" + ("" if split == "test" else " (train)")
+            n_factor = Factor(("evaluation", "n_attack"), n, 1000)
+            flops, peak = robust_accuracy_cost(attack, ctx, S, n, name, (n_factor, seeds))
+            ledger.flops.append(Term(name, flops.value * attacked, (*flops.factors, Factor(
+                ("evaluation", "every"), attacked, 50))))
+            ledger.phase(f"{prefix}evaluation.attacks[{i}] ({split})", base, peak)
+            robust_points += len(attack.radii)
+    points = S * (n_evals * per_eval + attacked * robust_points)
+    ledger.stored.append(term(
+        f"{prefix}metrics", metric_bytes(points, S * (per_eval + robust_points)),
+        evals, seeds, *(Factor(("evaluation", "attacks", i, "radii"), len(a.radii), 10)
+                        for i, a in enumerate(ev.attacks))))
+    if matrices:
+        ledger.stored.append(term(f"{prefix}matrices", plan.matrices * S * matrices, evals,
+                                  seeds, *model.factors, *data.size))
+    return ledger

@@ -116,3 +116,18 @@ def targeted_success(model, x: torch.Tensor, y_fine: torch.Tensor, source: int, 
     with torch.no_grad():
         hit = (model(x_adv).argmax(-1) == target).float()  # (S, n)
     return (hit * valid).sum(1) / valid.sum(1).clamp_min(1)
+
+
+# ----------------------------------------------------------------------------- cost
+
+
+def reconstruction_cost(recon, model, data, n_seeds: int) -> tuple[float, float]:
+    """(FLOPs, peak bytes) of `feature_bases` for one model: k * n_per_class reconstructions,
+    each a target representation then `steps` forward + input-gradient passes through G, and
+    a float64 SVD of the changes."""
+    n = n_seeds * (data.n_classes or 1) * recon.n_per_class  # reconstructed examples
+    D = data.in_elements
+    flops = n * model.representation * (1 + 2 * recon.steps)
+    # chosen images, start, x_hat, x_0, gradient, step temporaries; G's activations; the SVD
+    working = n * (8 * D * 4 + model.backward_bytes) + 3 * n * D * 8
+    return flops, working

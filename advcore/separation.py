@@ -78,3 +78,25 @@ def separation_table(data, norms: list[str], labels: str = "fine") -> list[dict]
             row = separation(data.x_train[s], y_tr[s], data.x_test[s], y_te[s], norm)
             rows.append({"seed_index": s, "norm": norm, **row})
     return rows
+
+
+def separation_cost(spec, data) -> "Ledger":
+    """advcore.cost.Ledger of `separation_table`: per seed and norm, the train-train and
+    test-train distance matrices (2 n m D operations each, the matrix product's count for l2
+    and subtract + max-abs for l_inf), computed in float64 chunks of MAX_CHUNK_ELEMENTS."""
+    from advcore.cost import Factor, Ledger, metric_bytes, persistent_terms, seeds_factor, term
+
+    S, norms = len(spec.seed_list), len(spec.study.norms)
+    n, m, D = data.n_train, data.n_test, data.in_elements
+    factors = (data.samples("train"), data.samples("test"), seeds_factor(spec),
+               Factor(("study", "norms"), norms, 2), *data.size)
+    ledger = Ledger()
+    ledger.flops.append(term("separation", S * norms * 2.0 * (n * n + m * n) * D, factors))
+    rows = max(1, MAX_CHUNK_ELEMENTS // max(n, 1))
+    chunk = min(rows, max(n, m)) * min(n, MAX_CHUNK_ELEMENTS)  # distance entries at once
+    # float64 copies of queries and references (and the matrix product's padded copies), the
+    # chunk's distances, label mask and masked copy
+    working = 2 * (n + m) * D * 8 + chunk * (8 + 1 + 8 + 8)
+    ledger.phase("separation", persistent_terms(spec, data), term("separation", working, factors))
+    ledger.stored.append(term("metrics", metric_bytes(S * norms * 5, S * norms * 5), factors))
+    return ledger

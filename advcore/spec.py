@@ -12,13 +12,57 @@ import json
 import math
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 SPEC_VERSION = 1
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+# ----------------------------------------------------------------------------- hard bounds
+# Every field that scales a job's cost has a hard upper bound here (a 422 naming its path),
+# generous for the papers' sizes on a GPU (d = 3072, all of CIFAR-10 with several seeds,
+# ResNet-18, AutoAttack-sized attacks); the configurable per-server limits on memory, compute
+# and storage apply on top of advcore.cost.estimate.
+MAX_DIM = 1_000_000  # input dimension d (a 3x224x224 image is 150528)
+MAX_CLASSES = 1000  # clusters / classes k (ImageNet's count)
+MAX_SAMPLES = 10_000_000  # n_train, n_test, n_attack each
+MAX_DATA_ELEMENTS = 2**31  # seeds x (n_train + n_test) x input size: 8 GiB of float32
+MAX_PATCHES = 4096  # P
+MAX_PATCH_ELEMENTS = 2**20  # P x d (CIFAR-10 as 8x8 patches: 3072)
+MAX_WIDTH = 65536  # neurons of one layer (two-layer width, MLP widths, CNN hidden)
+MAX_DEPTH = 64  # MLP hidden layers
+MAX_CHANNELS = 4096  # CNN channels of one stage
+MAX_CONV_STAGES = 16  # CNN stages
+MAX_RESNET_WIDTH = 1024  # first-stage channels (ResNet-18: 64; WRN-28-10's widest: 640)
+MAX_RESNET_CHANNELS = 8192  # channels of the last stage, width * 2^(stages-1)
+MAX_BLOCKS = 64  # BasicBlocks per stage (ResNet-18: 2)
+MAX_STEPS = 10_000  # attack steps (AutoAttack: 100), reconstruction steps (Ilyas et al.: 1000)
+MAX_RESTARTS = 100
+MAX_RADII = 64
+MAX_ATTACKS = 32  # attacks per evaluation
+MAX_ATTACK_PASSES = 2**20  # per attacked point: sum over attacks of (steps + 1) x restarts x radii
+MAX_EPOCHS = 1_000_000
+MAX_OPTIMIZER_STEPS = 10_000_000  # epochs x batches per epoch (CIFAR-10, 200 epochs: 78200)
+MAX_EVALUATIONS = 100_000  # epochs / every
+MAX_DIRECTIONS = 4096  # subspace directions, reconstruction basis size
+MAX_PER_CLASS = 10_000  # reconstructed images per class (CIFAR-10 has 5000)
+MAX_PAIRS = 90  # (source, target) class pairs of 10 classes
+
+
+def Bounded(limit: int):  # noqa: N802  (a type)
+    return Annotated[int, Field(ge=1, le=limit)]
+
+
+def too_large(model: str, loc: tuple, value: int, limit: int, what: str) -> ValidationError:
+    """A validation error AT `loc` (pydantic keeps it under the enclosing fields' path), for a
+    product of fields over its hard bound; raise it from a model validator."""
+    error = PydanticCustomError("too_large", "{what} = {value} exceeds the hard bound {limit}",
+                                {"what": what, "value": value, "limit": limit})
+    return ValidationError.from_exception_data(
+        model, [InitErrorDetails(type=error, loc=loc, input=value)])
 
 
 class _Model(BaseModel):
@@ -32,12 +76,13 @@ class MultiClusterData(_Model):
     """k orthogonal cluster means (norm `mean_norm`, default sqrt(d)) plus N(0, sigma^2 I) noise."""
 
     kind: Literal["multi_cluster"] = "multi_cluster"
-    d: PositiveInt = 200  # input dimension
-    k: Annotated[int, Field(ge=2)] = 10  # number of clusters (must be <= d)
+    d: Bounded(MAX_DIM) = 200  # input dimension
+    k: Annotated[int, Field(ge=2, le=MAX_CLASSES)] = 10  # number of clusters (must be <= d)
     sigma: NonNegFloat = 1.0  # noise standard deviation per coordinate
-    n_train: PositiveInt = 2000
-    n_test: PositiveInt = 1000
-    positive_clusters: list[Annotated[int, Field(ge=0)]] | None = None  # J+; default first k//2
+    n_train: Bounded(MAX_SAMPLES) = 2000
+    n_test: Bounded(MAX_SAMPLES) = 1000
+    positive_clusters: Annotated[list[Annotated[int, Field(ge=0)]], Field(
+        max_length=MAX_CLASSES)] | None = None  # J+; default first k//2
     mean_norm: PositiveFloat | None = None  # ||mu_j||; default sqrt(d)
     means: Literal["orthonormal_basis", "random_orthogonal"] = "random_orthogonal"
 
@@ -65,15 +110,15 @@ class PatchData(_Model):
     standard training cannot both prefer v and leave u unbreakable (science.md calibration notes)."""
 
     kind: Literal["patch"] = "patch"
-    k: Annotated[int, Field(ge=2)] = 4
-    d: PositiveInt = 64  # patch dimension; needs 2k <= d (u's and v's orthonormal)
-    patches: Annotated[int, Field(ge=2)] = 48  # P (calibrated: see examples/patch_standard.json)
+    k: Annotated[int, Field(ge=2, le=MAX_CLASSES)] = 4
+    d: Bounded(MAX_PATCH_ELEMENTS) = 64  # patch dimension; needs 2k <= d (u's and v's orthonormal)
+    patches: Annotated[int, Field(ge=2, le=MAX_PATCHES)] = 48  # P (calibrated: see examples/patch_standard.json)
     n_robust: PositiveInt = 1  # |J_R|
     alpha: NonNegFloat | Range = 1.0  # robust strength (value or [lo, hi] uniform)
     beta: NonNegFloat | Range = 0.4  # non-robust strength (value or [lo, hi] uniform)
     sigma_n: NonNegFloat = 0.02
-    n_train: PositiveInt = 1000
-    n_test: PositiveInt = 500
+    n_train: Bounded(MAX_SAMPLES) = 1000
+    n_test: Bounded(MAX_SAMPLES) = 500
     # random_orthogonal: all 2k features dense random orthonormal directions; sparse_robust:
     # u_y = e_y (axis-aligned) and the v's dense in the remaining coordinates, so an l_inf
     # attacker moves along a v with leverage ~eps*sqrt(d) but along a u only with eps
@@ -85,6 +130,9 @@ class PatchData(_Model):
             raise ValueError("need 2k <= d: the robust and non-robust features are orthonormal")
         if self.n_robust >= self.patches:
             raise ValueError("n_robust must be < patches (at least one non-robust patch)")
+        if self.patches * self.d > MAX_PATCH_ELEMENTS:
+            raise too_large("PatchData", ("patches",), self.patches * self.d, MAX_PATCH_ELEMENTS,
+                            "patches x d")
         return self
 
 
@@ -92,9 +140,9 @@ class SeparatedData(_Model):
     """Binary data in [0,1]^d whose classes are at distance >= 2*eps (in `norm`)."""
 
     kind: Literal["separated"] = "separated"
-    d: PositiveInt = 20
-    n_train: PositiveInt = 500
-    n_test: PositiveInt = 500
+    d: Bounded(MAX_DIM) = 20
+    n_train: Bounded(MAX_SAMPLES) = 500
+    n_test: Bounded(MAX_SAMPLES) = 500
     eps: PositiveFloat = 0.05  # half the guaranteed class separation
     norm: Literal["l2", "linf"] = "linf"
     variant: Literal["linear", "manifold"] = "linear"
@@ -107,17 +155,26 @@ class SeparatedData(_Model):
         return self
 
 
+# image data sets: (training images, test images, (C, H, W)) of the standard files
+IMAGE_SETS = {"digits": (1347, 450, (1, 8, 8)),  # scikit-learn's 1797 digits, 450 held out
+              "mnist": (60000, 10000, (1, 28, 28)),
+              "fashion_mnist": (60000, 10000, (1, 28, 28)),
+              "cifar10": (50000, 10000, (3, 32, 32))}
+
+
 class ImageData(_Model):
     """A real image data set: `digits` is bundled; others are read from ADVLAB_DATASET_DIR."""
 
     kind: Literal["image"] = "image"
     dataset: Literal["digits", "mnist", "fashion_mnist", "cifar10"] = "digits"
-    classes: list[Annotated[int, Field(ge=0, le=9)]] | None = None  # class subset; None = all
+    classes: Annotated[list[Annotated[int, Field(ge=0, le=9)]],
+                       Field(max_length=10)] | None = None  # class subset; None = all
     # even_odd; first_half (of the kept classes); animals_vehicles (CIFAR-10: classes 2-7
     # positive, 0 1 8 9 negative); [[positive...], [negative...]]; None = the k-class task
-    binary: Literal["even_odd", "first_half", "animals_vehicles"] | list[list[int]] | None = "even_odd"
-    n_train: PositiveInt | None = None  # subsample (seeded); None = all
-    n_test: PositiveInt | None = None
+    binary: Literal["even_odd", "first_half", "animals_vehicles"] | Annotated[
+        list[Annotated[list[int], Field(max_length=10)]], Field(max_length=2)] | None = "even_odd"
+    n_train: Bounded(MAX_SAMPLES) | None = None  # subsample (seeded); None = all
+    n_test: Bounded(MAX_SAMPLES) | None = None
 
 
 DataSpec = Annotated[
@@ -131,7 +188,7 @@ class TwoLayerReLU(_Model):
     """f(x) = sum_r a_r ReLU(<w_r, x> + b_r); a_r = +-1/m fixed unless train_second_layer."""
 
     kind: Literal["two_layer_relu"] = "two_layer_relu"
-    width: PositiveInt = 64  # m, total neurons (fine labels: per output, see advcore.learners)
+    width: Bounded(MAX_WIDTH) = 64  # m, total neurons (fine labels: per output, see advcore.learners)
     init_scale: NonNegFloat = 1.0  # w ~ N(0, I/d) * init_scale
     bias: bool = True  # b ~ N(0, 1/d^2)
     train_second_layer: bool = False
@@ -141,7 +198,7 @@ class PatchCNN(_Model):
     """F_i(X) = sum_r sum_p sReLU(<w_{i,r}, x_p>), smoothed ReLU with exponent q and knee rho."""
 
     kind: Literal["patch_cnn"] = "patch_cnn"
-    width: PositiveInt = 8  # m neurons per class
+    width: Bounded(MAX_CHANNELS) = 8  # m neurons per class
     q: Annotated[float, Field(ge=2)] = 3.0
     rho: PositiveFloat = 0.1
     init_scale: NonNegFloat = 0.1  # w ~ N(0, I/d) * init_scale
@@ -149,14 +206,17 @@ class PatchCNN(_Model):
 
 class MLP(_Model):
     kind: Literal["mlp"] = "mlp"
-    widths: list[PositiveInt] = Field(default_factory=lambda: [128])
+    widths: Annotated[list[Bounded(MAX_WIDTH)], Field(max_length=MAX_DEPTH)] = Field(
+        default_factory=lambda: [128])
     init_scale: NonNegFloat = 1.0
 
 
 class CNN(_Model):
     kind: Literal["cnn"] = "cnn"
-    channels: list[PositiveInt] = Field(default_factory=lambda: [16, 32])
-    hidden: PositiveInt = 64
+    channels: Annotated[list[Bounded(MAX_CHANNELS)],
+                        Field(min_length=1, max_length=MAX_CONV_STAGES)] = Field(
+        default_factory=lambda: [16, 32])
+    hidden: Bounded(MAX_WIDTH) = 64
 
 
 class ResNet18(_Model):
@@ -164,10 +224,18 @@ class ResNet18(_Model):
     `width` / `blocks` make it CPU-testable. Seeds are batched as grouped convolutions."""
 
     kind: Literal["resnet18"] = "resnet18"
-    width: PositiveInt = 64  # channels of the first stage; stage i has width * 2^i
-    blocks: Annotated[list[PositiveInt], Field(min_length=1, max_length=6)] = Field(
+    width: Bounded(MAX_RESNET_WIDTH) = 64  # channels of the first stage; stage i has width * 2^i
+    blocks: Annotated[list[Bounded(MAX_BLOCKS)], Field(min_length=1, max_length=6)] = Field(
         default_factory=lambda: [2, 2, 2, 2])  # BasicBlocks per stage (ResNet-18: 2,2,2,2)
     batch_norm: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> "ResNet18":
+        last = self.width * 2 ** (len(self.blocks) - 1)
+        if last > MAX_RESNET_CHANNELS:
+            raise too_large("ResNet18", ("width",), last, MAX_RESNET_CHANNELS,
+                            "last-stage channels width x 2^(stages-1)")
+        return self
 
 
 LearnerSpec = Annotated[Union[TwoLayerReLU, PatchCNN, MLP, CNN, ResNet18],
@@ -176,8 +244,6 @@ LearnerSpec = Annotated[Union[TwoLayerReLU, PatchCNN, MLP, CNN, ResNet18],
 # ----------------------------------------------------------------------------- attacks
 
 
-MAX_ATTACK_STEPS = 1000
-MAX_RESTARTS = 20
 MAX_TARGET_CLASSES = 20
 APGD_STEPS = 100  # AutoAttack's budget; the default steps of `apgd` and `autoattack`
 
@@ -193,10 +259,11 @@ class AttackSpec(_Model):
 
     kind: Literal["fgsm", "pgd", "feature_direction", "apgd", "autoattack"] = "pgd"
     norm: Literal["l2", "linf"] = "l2"
-    radii: Annotated[list[NonNegFloat], Field(min_length=1)] = Field(default_factory=lambda: [1.0])
-    steps: Annotated[int, Field(ge=1, le=MAX_ATTACK_STEPS)] = 20  # apgd/autoattack: 100
+    radii: Annotated[list[NonNegFloat], Field(min_length=1, max_length=MAX_RADII)] = Field(
+        default_factory=lambda: [1.0])
+    steps: Bounded(MAX_STEPS) = 20  # apgd/autoattack: 100
     step_size: Literal["auto"] | PositiveFloat = "auto"  # auto: 2.5 * radius / steps
-    restarts: Annotated[int, Field(ge=1, le=MAX_RESTARTS)] = 1  # random starts (per target)
+    restarts: Bounded(MAX_RESTARTS) = 1  # random starts (per target)
     random_start: bool = True
     loss: Literal["ce", "margin", "dlr"] = "margin"  # margin = CW-style; apgd: ce unless given
     targeted: bool = False
@@ -204,7 +271,9 @@ class AttackSpec(_Model):
     n_target_classes: Annotated[int, Field(ge=1, le=MAX_TARGET_CLASSES)] = 9  # APGD-T's targets
     # apgd / autoattack: also start from the data model's directions (advcore.attacks.starts)
     data_starts: bool = True
-    subspace: Literal["robust", "non_robust"] | list[list[float]] | None = None
+    subspace: Literal["robust", "non_robust"] | Annotated[
+        list[Annotated[list[float], Field(max_length=MAX_DIM)]],
+        Field(max_length=MAX_DIRECTIONS)] | None = None
     budget: Literal["global", "per_patch"] = "global"  # patch inputs only
     box: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None  # None: unbounded
     readout: Literal["binary", "fine"] = "binary"  # fine-label models: which loss is attacked
@@ -249,7 +318,15 @@ class AttackSpec(_Model):
         if self.n_target_classes != 9 and not targets_classes:
             raise ValueError("n_target_classes applies to autoattack and targeted apgd without "
                              "a `target` only")
+        if self.passes > MAX_ATTACK_PASSES:
+            raise too_large("AttackSpec", ("steps",), self.passes, MAX_ATTACK_PASSES,
+                            "(steps + 1) x restarts x radii")
         return self
+
+    @property
+    def passes(self) -> int:
+        """Model passes per attacked point (the unit of MAX_ATTACK_PASSES)."""
+        return (self.steps + 1) * self.restarts * len(self.radii)
 
     @property
     def label(self) -> str:
@@ -296,7 +373,7 @@ class TrainingSpec(_Model):
     mode: Literal["standard", "adversarial", "fine_labels"] = "standard"
     labels: Literal["binary", "fine"] = "binary"  # fine: one output per cluster/class
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
-    epochs: PositiveInt = 100  # an epoch is one pass; with gd, one step
+    epochs: Bounded(MAX_EPOCHS) = 100  # an epoch is one pass; with gd, one step
     batch_size: PositiveInt | None = None  # None = full batch
     loss: Literal["logistic", "cross_entropy"] | None = None  # None: logistic/binary, CE/fine
     adversary: AttackSpec | None = None  # the inner maximisation for mode="adversarial"
@@ -319,10 +396,21 @@ Record = Literal["correlations", "weight_norms", "margins", "decoupling"]
 
 class EvaluationSpec(_Model):
     every: PositiveInt = 10  # evaluate every `every` epochs (and at the first and last)
-    attacks: list[AttackSpec] = Field(default_factory=list)
-    record: list[Record] = Field(default_factory=lambda: ["correlations", "weight_norms"])
-    n_attack: PositiveInt | None = None  # attack only the first n test points; None = all
+    attacks: Annotated[list[AttackSpec], Field(max_length=MAX_ATTACKS)] = Field(
+        default_factory=list)
+    record: Annotated[list[Record], Field(max_length=8)] = Field(
+        default_factory=lambda: ["correlations", "weight_norms"])
+    n_attack: Bounded(MAX_SAMPLES) | None = None  # attack only the first n test points; None = all
     attack_train: bool = False  # also report robust accuracy on the training set
+
+    @model_validator(mode="after")
+    def _check(self) -> "EvaluationSpec":
+        passes = sum(a.passes for a in self.attacks)
+        if passes > MAX_ATTACK_PASSES:
+            worst = max(range(len(self.attacks)), key=lambda i: self.attacks[i].passes)
+            raise too_large("EvaluationSpec", ("attacks", worst), passes, MAX_ATTACK_PASSES,
+                            "sum over attacks of (steps + 1) x restarts x radii")
+        return self
 
 
 # ----------------------------------------------------------------------------- studies
@@ -334,7 +422,7 @@ class SeparationStudy(_Model):
     point, in each norm, next to `eps`. Trains nothing (advcore.separation)."""
 
     kind: Literal["separation"] = "separation"
-    norms: Annotated[list[Literal["linf", "l2"]], Field(min_length=1)] = Field(
+    norms: Annotated[list[Literal["linf", "l2"]], Field(min_length=1, max_length=2)] = Field(
         default_factory=lambda: ["linf", "l2"])
     labels: Literal["fine", "main"] = "fine"  # fine: class labels when the data has them
     eps: NonNegFloat | None = None  # the attack radius printed next to the distances
@@ -343,10 +431,10 @@ class SeparationStudy(_Model):
 class ReconstructionSpec(_Model):
     """Ilyas et al. feature reconstruction: x_hat from noise with G(x_hat) ~= G(x)."""
 
-    steps: PositiveInt = 300
+    steps: Bounded(MAX_STEPS) = 300
     step_size: PositiveFloat = 0.1  # normalised l2 gradient steps (decayed linearly to 0)
-    n_per_class: PositiveInt = 20  # training images reconstructed per class
-    n_directions: PositiveInt = 4  # per-class basis size (top singular directions)
+    n_per_class: Bounded(MAX_PER_CLASS) = 20  # training images reconstructed per class
+    n_directions: Bounded(MAX_DIRECTIONS) = 4  # per-class basis size (top singular directions)
     # data: x_0 = a training image of another class (as Ilyas et al. start their robust data
     # set), so x_hat - x_0 is what moves an image into the class; noise: x_0 uniform in the box
     # (on 8x8 digits noise starts gave no clear NRF > RF gap on the standard model)
@@ -360,8 +448,8 @@ class FeatureAttackStudy(_Model):
     (standard-model) or robust (adversarial-model) subspace of each (source, target) pair."""
 
     kind: Literal["feature_attacks"] = "feature_attacks"
-    pairs: Annotated[list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2, max_length=2)]],
-                     Field(min_length=1)] = Field(default_factory=lambda: [[3, 8], [8, 3], [1, 7], [7, 1]])
+    pairs: Annotated[list[Annotated[list[Annotated[int, Field(ge=0, le=9)]], Field(min_length=2, max_length=2)]],
+                     Field(min_length=1, max_length=MAX_PAIRS)] = Field(default_factory=lambda: [[3, 8], [8, 3], [1, 7], [7, 1]])
     adversary: AttackSpec = Field(default_factory=lambda: AttackSpec(
         kind="pgd", norm="l2", radii=[1.0], steps=10))  # adversarial training of the robust model
     attack: AttackSpec = Field(default_factory=lambda: AttackSpec(
@@ -407,7 +495,34 @@ class ExperimentSpec(_Model):
             raise ValueError("data kind 'patch' needs learner 'patch_cnn'")
         if self.study is not None and self.study.kind == "feature_attacks" and self.data.kind != "image":
             raise ValueError("study 'feature_attacks' needs image data (class labels and pixels)")
+        self._check_sizes()
         return self
+
+    def _check_sizes(self) -> None:
+        """Hard bounds on products of fields from several sections (data x seeds, epochs x
+        batches, epochs / every); each error names the factor that is largest against its
+        usual size."""
+        n_train, n_test, elements, size_field = data_size(self.data)
+        kind = self.data.kind
+        S = len(self.seed_list)
+        total = S * (n_train + n_test) * elements
+        if total > MAX_DATA_ELEMENTS:
+            usual = {("seeds",): S / 5, ("data", kind, "n_train"): n_train / 10_000,
+                     ("data", kind, "n_test"): n_test / 10_000,
+                     ("data", kind, size_field): elements / 3072}
+            raise too_large("ExperimentSpec", max(usual, key=usual.get), total,
+                            MAX_DATA_ELEMENTS, "seeds x (n_train + n_test) x input size")
+        t = self.training
+        full = t.optimizer.kind == "gd" or t.batch_size is None or t.batch_size >= n_train
+        per_epoch = 1 if full else -(-n_train // t.batch_size)
+        if t.epochs * per_epoch > MAX_OPTIMIZER_STEPS:
+            batches_dominate = per_epoch / 400 > t.epochs / 300  # against their usual sizes
+            loc = ("training", "batch_size") if batches_dominate else ("training", "epochs")
+            raise too_large("ExperimentSpec", loc, t.epochs * per_epoch, MAX_OPTIMIZER_STEPS,
+                            "epochs x batches per epoch")
+        if t.epochs // self.evaluation.every > MAX_EVALUATIONS:
+            raise too_large("ExperimentSpec", ("evaluation", "every"),
+                            t.epochs // self.evaluation.every, MAX_EVALUATIONS, "epochs / every")
 
     # ------------------------------------------------------------------ canonical form
 
@@ -456,6 +571,23 @@ class ExperimentSpec(_Model):
 
     def spec_hash(self) -> str:
         return hashlib.sha256(f"v{SPEC_VERSION}:{self.canonical_json()}".encode()).hexdigest()
+
+
+def data_size(data) -> tuple[int, int, int, str]:
+    """(n_train, n_test, input elements, the field setting the input size) of a data spec,
+    from its fields alone (images: the standard files' sizes, classes assumed balanced)."""
+    if data.kind == "image":
+        full_train, full_test, shape = IMAGE_SETS[data.dataset]
+        if isinstance(data.binary, list):
+            kept = len(set(data.binary[0]) | set(data.binary[1]))
+        else:
+            kept = len(set(data.classes)) if data.classes else 10
+        n_train = min(data.n_train or full_train, math.ceil(full_train * kept / 10))
+        n_test = min(data.n_test or full_test, math.ceil(full_test * kept / 10))
+        return n_train, n_test, math.prod(shape), "dataset"
+    if data.kind == "patch":
+        return data.n_train, data.n_test, data.patches * data.d, "patches"
+    return data.n_train, data.n_test, data.d, "d"
 
 
 def parse_spec(obj: dict | str) -> ExperimentSpec:

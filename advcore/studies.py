@@ -11,6 +11,8 @@ Metrics stream through the observer like any run; the returned dict is the summa
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from advcore.device import generator
 from advcore.evaluate import Evaluator
 from advcore.learners import build_learner
@@ -129,3 +131,76 @@ def feature_attack_study(spec, data, observer, device) -> dict:
     observer.on_metrics(records)
     summary["feature_attacks"] = rows
     return summary
+
+
+# ----------------------------------------------------------------------------- costs
+
+
+def feature_attack_cost(spec, data):
+    """advcore.cost.Ledger of `feature_attack_study`: two trainings (with their evaluations),
+    two reconstructions, then targeted subspace PGD from each source class for every model,
+    subspace, pair and radius."""
+    from advcore.attacks import attack_cost
+    from advcore.cost import (FLOAT, AttackContext, Factor, Ledger, metric_bytes,
+                              persistent_terms, run_cost, seeds_factor, term)
+    from advcore.features import reconstruction_cost
+
+    study, S = spec.study, len(spec.seed_list)
+    ledger = Ledger()
+    models = []
+    for mode in ("standard", "adversarial"):
+        training = spec.training.model_copy(update={
+            "mode": mode, "adversary": study.adversary if mode == "adversarial" else None})
+        sub = spec.model_copy(update={"training": training, "study": None})
+        run, model = run_cost(sub, data, prefix=f"{mode}/")
+        if mode == "adversarial":  # its loc is study.adversary, not training.adversary
+            move = ("training", "adversary"), ("study", "adversary")
+            run.flops = [_relocate(t, *move) for t in run.flops]
+            run.phases = [replace(p, terms=tuple(_relocate(t, *move) for t in p.terms))
+                          for p in run.phases]
+        ledger.extend(run)
+        models.append(model)
+    model = models[0]
+    base = persistent_terms(spec, data) + [term("models", 2 * S * model.params * FLOAT * 2,
+                                                seeds_factor(spec), model.factors)]
+    recon = study.reconstruction
+    r_loc = ("study", "reconstruction")
+    r_factors = (Factor((*r_loc, "steps"), recon.steps, 1000),
+                 Factor((*r_loc, "n_per_class"), recon.n_per_class, 100), seeds_factor(spec),
+                 *model.factors, *data.size)
+    flops, working = reconstruction_cost(recon, model, data, S)
+    ledger.flops.append(term("reconstruction", 2 * flops, r_factors))
+    ledger.phase("reconstruction", base, term("reconstruction", working, r_factors))
+    k = data.n_classes or 1
+    K = 2 * min(recon.n_directions, recon.n_per_class, data.in_elements)  # source + target bases
+    n_src = -(-data.n_test // k)  # test points of the source class (balanced classes)
+    pgd = attack_cost(study.attack, AttackContext(model, data, ("study", "attack"), directions=K))
+    calls = 2 * len(SUBSPACES) * len(study.pairs) * len(study.attack.radii)
+    a_factors = (Factor(("study", "pairs"), len(study.pairs), 8),
+                 Factor(("study", "attack", "radii"), len(study.attack.radii), 4),
+                 Factor(("study", "reconstruction", "n_directions"), K, 32), *pgd.factors,
+                 seeds_factor(spec), *model.factors, *data.size)
+    ledger.flops.append(term("feature attacks", calls * S * n_src * (pgd.flops + model.forward),
+                             a_factors))
+    ledger.phase("feature attacks", base, term(
+        "feature attacks", S * n_src * (pgd.bytes + 3 * data.in_elements * FLOAT), a_factors))
+    ledger.stored.append(term("feature attack metrics", metric_bytes(S * calls, S * calls),
+                              a_factors))
+    return ledger
+
+
+def _relocate(t, old: tuple, new: tuple):
+    """The term with factor paths under `old` moved to `new`."""
+    return replace(t, factors=tuple(
+        replace(f, loc=new + f.loc[len(old):]) if f.loc[:len(old)] == old else f
+        for f in t.factors))
+
+
+def _separation_cost(spec, data):
+    from advcore.separation import separation_cost
+
+    return separation_cost(spec, data)
+
+
+# one cost function per study kind (advcore.cost.estimate dispatches on spec.study.kind)
+STUDY_COSTS = {"separation": _separation_cost, "feature_attacks": feature_attack_cost}

@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from advcore.cost import FLOAT, AttackContext, Factor, Ledger, Term, seeds_factor, term
 from advcore.data import Dataset
 from advcore.device import derive_seed, generator
 from advcore.observe import Canceled, Observer
@@ -208,3 +209,52 @@ def train(spec, model, data: Dataset, task: Task, observer: Observer,
         observer.on_progress(epoch, t.epochs)
         if observer.should_stop():
             raise Canceled(f"canceled at epoch {epoch}")
+
+
+# ----------------------------------------------------------------------------- cost
+
+
+def batching(spec, n: int) -> tuple[int, int]:
+    """(batch size, batches per epoch) exactly as `train` splits n training examples."""
+    t = spec.training
+    full_batch = t.optimizer.kind == "gd" or t.batch_size is None or t.batch_size >= n
+    batch = n if full_batch else t.batch_size
+    return batch, -(-n // batch)
+
+
+def training_cost(spec, data, model, base: list[Term], *, prefix: str = "") -> Ledger:
+    """advcore.cost.Ledger of `train` (without its evaluations): every epoch passes all n_train
+    examples of every seed forward and backward (an adversarial step first perturbs its batch);
+    memory is the persistent `base` plus one step's batch and activations."""
+    t, S = spec.training, len(spec.seed_list)
+    n, D = data.n_train, data.in_elements
+    batch, per_epoch = batching(spec, n)
+    factors = (Factor(("training", "epochs"), t.epochs, 300), data.samples("train"),
+               seeds_factor(spec), *model.factors, *data.size)
+    steps = Factor(("training", "batch_size"), per_epoch, 400)
+    ledger = Ledger()
+    ledger.flops.append(term(f"{prefix}training", t.epochs * S * n * model.train_step,
+                             factors, steps))
+    copied = 0 if batch == n else S * batch * (D * FLOAT + data.label_bytes())
+    batch_terms = [term(f"{prefix}training batch", copied + S * batch * model.backward_bytes,
+                        Factor(("training", "batch_size"), batch, 256), seeds_factor(spec),
+                        *model.factors, *data.size),
+                   # a weight gradient formed in its product's layout, then copied into .grad
+                   term(f"{prefix}weight gradient copy", S * model.grad_copy * FLOAT,
+                        seeds_factor(spec), model.factors)]
+    if t.mode == "adversarial":
+        from advcore.attacks import attack_cost, perturb_cost
+
+        ctx = AttackContext(model, data, ("training", "adversary"))
+        flops, working = perturb_cost(t.adversary, ctx, S * batch)
+        adv = attack_cost(t.adversary, ctx)
+        ledger.flops.append(term(f"{prefix}training.adversary", flops * per_epoch * t.epochs,
+                                 factors, steps, adv.factors))
+        ledger.phase(f"{prefix}adversarial perturbation", base,
+                     term(f"{prefix}training.adversary", working + copied,
+                          Factor(("training", "batch_size"), batch, 256), adv.factors,
+                          seeds_factor(spec), *model.factors, *data.size))
+        batch_terms.append(term(f"{prefix}adversarial batch", S * batch * D * FLOAT,
+                                Factor(("training", "batch_size"), batch, 256)))
+    ledger.phase(f"{prefix}training step", base, batch_terms)
+    return ledger

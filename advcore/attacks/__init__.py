@@ -15,17 +15,19 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from advcore.attacks.apgd import run_apgd, run_autoattack
-from advcore.attacks.direction import direction_delta
+from advcore.attacks.apgd import apgd_cost, autoattack_cost, run_apgd, run_autoattack
+from advcore.attacks.direction import direction_cost, direction_delta
 from advcore.attacks.losses import attack_loss, attacker_score, binary_target_label, margin
 from advcore.attacks.masking import gradient_flags, rises_with_radius, verdict
 from advcore.attacks.norms import Generator
-from advcore.attacks.pgd import Threat, fgsm, run_pgd, step_sizes
+from advcore.attacks.pgd import Threat, fgsm, fgsm_cost, pgd_cost, run_pgd, step_sizes
 from advcore.attacks.starts import start_directions
-from advcore.attacks.subspace import make_subspace
+from advcore.attacks.subspace import make_subspace, projection_flops, subspace_directions
+from advcore.cost import FLOAT, AttackContext, AttackCost, Factor, Term, term
 from advcore.spec import AttackSpec
 
-__all__ = ["AttackResult", "perturb", "robust_accuracy", "margin", "attack_loss"]
+__all__ = ["AttackResult", "perturb", "robust_accuracy", "margin", "attack_loss",
+           "ATTACK_COSTS", "robust_accuracy_cost", "perturb_cost"]
 
 Model = Callable[[Tensor], Tensor]
 
@@ -210,3 +212,50 @@ def _label_is_not(y: Tensor, target: int) -> Tensor:
     if y.is_floating_point():
         return y != binary_target_label(target)
     return y != target
+
+
+# ----------------------------------------------------------------------------- costs
+
+# one cost function per attack kind (advcore.cost.AttackCost per example and radius)
+ATTACK_COSTS: dict[str, Callable[[AttackSpec, AttackContext], AttackCost]] = {
+    "fgsm": fgsm_cost, "pgd": pgd_cost, "feature_direction": direction_cost,
+    "apgd": apgd_cost, "autoattack": autoattack_cost}
+
+
+def attack_cost(attack: AttackSpec, ctx: AttackContext) -> AttackCost:
+    if attack.kind not in ATTACK_COSTS:
+        raise NotImplementedError(f"no cost function for attack kind {attack.kind!r}")
+    return ATTACK_COSTS[attack.kind](attack, ctx)
+
+
+def perturb_cost(attack: AttackSpec, ctx: AttackContext, n_examples: float) -> tuple[float, float]:
+    """(FLOPs, working bytes) of `perturb` on n_examples examples (all seeds) at one radius."""
+    kind = attack_cost(attack, ctx)
+    return n_examples * kind.flops, n_examples * (kind.bytes + FLOAT * ctx.in_elements)
+
+
+def robust_accuracy_cost(attack: AttackSpec, ctx: AttackContext, n_seeds: int, n_points: int,
+                         name: str, extra: tuple[Factor, ...] = ()) -> tuple[Term, Term]:
+    """(FLOPs term, peak-bytes term) of one `robust_accuracy` call on n_points per seed.
+
+    Radii are stacked into the example dim in chunks of MAX_STACKED_ELEMENTS per seed; a
+    gradient attack adds a random-noise forward (with its subspace sampling) and a final
+    forward per stacked example, and one forward + input gradient on the clean points for the
+    masking flags."""
+    kind = attack_cost(attack, ctx)
+    R, D, F = len(attack.radii), ctx.in_elements, ctx.model.forward
+    chunk = min(R, max(1, MAX_STACKED_ELEMENTS // max(n_points * D, 1)))
+    gradient = attack.kind != "feature_direction"
+    per_example = kind.flops + F
+    if gradient:
+        K = subspace_directions(attack.subspace, ctx.data.features)
+        per_example += F + 2 * projection_flops(K, D)
+    flops = n_seeds * n_points * (R * per_example + (ctx.model.input_gradient if gradient else 0))
+    stacked = n_seeds * chunk * n_points  # examples in one batched chunk
+    working = stacked * (kind.bytes + D * FLOAT)  # + the stacked inputs
+    flags = n_seeds * n_points * (ctx.model.backward_bytes + 3 * D * FLOAT) if gradient else 0
+    factors = (Factor((*ctx.loc, "radii"), R, 10), *kind.factors, *extra, *ctx.model.factors,
+               *ctx.data.size)
+    return (term(name, flops, factors),
+            term(name, max(working, flags), Factor((*ctx.loc, "radii"), chunk, 10),
+                 *extra, *ctx.model.factors, *ctx.data.size))

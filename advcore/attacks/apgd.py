@@ -38,6 +38,8 @@ from torch import Tensor
 from advcore.attacks.losses import attack_loss, attacker_score, binary_target_label, is_binary
 from advcore.attacks.norms import Generator, bcast, shrink_into_ball
 from advcore.attacks.pgd import Threat, _input_gradient
+from advcore.attacks.subspace import projection_flops, subspace_directions
+from advcore.cost import FLOAT, AttackContext, AttackCost, Factor
 
 Model = Callable[[Tensor], Tensor]
 
@@ -302,3 +304,52 @@ def run_autoattack(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps:
     return run_apgd(model, x, y, threat, steps=steps, restarts=restarts, loss="dlr",
                     n_target_classes=n_target_classes, starts=starts, generator=generator,
                     best=best, prune=prune)
+
+
+# ----------------------------------------------------------------------------- cost
+
+APGD_WORKING_INPUTS = 7  # delta, its previous iterate, best, best-at-checkpoint, grad, x, step state
+MAX_DATA_STARTS = 3  # feature direction, class-mean difference, opposite clusters (advcore.attacks.starts)
+
+
+def _apgd_runs(attack, ctx, *, targeted_classes: bool) -> int:
+    """Runs of APGD per example: (direction starts + random restarts) per loss target."""
+    binary_head = ctx.data.binary and (attack.readout == "binary" or not ctx.data.has_readout)
+    n_classes = ctx.data.n_classes or 2
+    targets = 1
+    if targeted_classes and not binary_head:
+        targets = max(1, min(attack.n_target_classes, n_classes - 1))
+    starts = MAX_DATA_STARTS if attack.data_starts else 0
+    return targets * (starts + (attack.restarts if attack.random_start else 1))
+
+
+def apgd_cost(attack, ctx: AttackContext, *, targeted_classes: bool | None = None) -> AttackCost:
+    """Per example and radius, priced as if every point stays robust to the last step (the
+    early exit at checkpoints only makes it cheaper): each run takes `steps` forward +
+    input-gradient passes and one last forward, projecting onto the subspace twice per step."""
+    if targeted_classes is None:
+        targeted_classes = attack.targeted and attack.target is None
+    runs = _apgd_runs(attack, ctx, targeted_classes=targeted_classes)
+    K = ctx.directions if ctx.directions is not None else \
+        subspace_directions(attack.subspace, ctx.data.features)
+    proj = projection_flops(K, ctx.in_elements)
+    per_run = (2 * attack.steps + 1) * ctx.model.forward + (2 * attack.steps + 2) * proj
+    # the direction starts (*lead, K, *F) stay live through every run
+    inputs = APGD_WORKING_INPUTS + (attack.box is not None) + (K > 0) \
+        + (MAX_DATA_STARTS if attack.data_starts else 0)
+    working = inputs * ctx.in_elements * FLOAT + ctx.model.backward_bytes
+    factors = [Factor((*ctx.loc, "steps"), attack.steps, 100),
+               Factor((*ctx.loc, "restarts"), attack.restarts, 5)]
+    if targeted_classes:
+        factors.append(Factor((*ctx.loc, "n_target_classes"), attack.n_target_classes, 9))
+    if K:
+        factors.append(Factor((*ctx.loc, "subspace"), K, 32))
+    return AttackCost(flops=runs * per_run, bytes=working, factors=tuple(factors))
+
+
+def autoattack_cost(attack, ctx: AttackContext) -> AttackCost:
+    """APGD-CE, then APGD-T over the target classes, both priced on every point."""
+    ce = apgd_cost(attack, ctx, targeted_classes=False)
+    targeted = apgd_cost(attack, ctx, targeted_classes=True)
+    return AttackCost(flops=ce.flops + targeted.flops, bytes=max(ce.bytes, targeted.bytes),
+                      factors=targeted.factors)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from advcore.attacks.norms import ball_norm, bcast
+from advcore.cost import FLOAT, AttackContext, AttackCost
 
 
 def _unit(direction: Tensor, norm: str, feature_ndim: int) -> Tensor:
@@ -45,3 +46,10 @@ def direction_delta(x: Tensor, y: Tensor, radius: Tensor | float, direction: Ten
         rows = torch.arange(flat_dir.shape[0], device=y.device).unsqueeze(1)
         picked = flat_dir[rows, flat_y].reshape(x.shape)
     return -bcast(radius, x) * _unit(picked, norm, feature_ndim).to(x.dtype)
+
+
+def direction_cost(attack, ctx: AttackContext) -> AttackCost:
+    """A fixed shift per example: no model passes; the shift (and its clamped copy in a box)."""
+    inputs = 1 + (attack.box is not None)
+    return AttackCost(flops=0.0, bytes=inputs * ctx.in_elements * FLOAT + ctx.model.eval_bytes,
+                      factors=())

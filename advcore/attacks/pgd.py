@@ -16,7 +16,8 @@ from torch import Tensor
 from advcore.attacks.losses import attack_loss, attacker_score
 from advcore.attacks.norms import (Generator, bcast, project_ball, sample_ball,
                                    shrink_into_ball, steepest_direction)
-from advcore.attacks.subspace import Subspace
+from advcore.attacks.subspace import Subspace, projection_flops, subspace_directions
+from advcore.cost import FLOAT, AttackContext, AttackCost, Factor
 
 Model = Callable[[Tensor], Tensor]
 
@@ -119,3 +120,36 @@ def fgsm(model: Model, x: Tensor, y: Tensor, threat: Threat, *, loss: str = "mar
 def step_sizes(step_size: str | float, radius: Tensor | float, steps: int) -> Tensor | float:
     """'auto' = 2.5 * radius / steps per example (Madry et al.); a number is used as given."""
     return 2.5 * radius / steps if step_size == "auto" else float(step_size)
+
+
+# input-sized tensors live at once in a PGD iteration (measured): delta, best_delta, x + delta
+# and the gradient; a box adds the clamped candidate, a subspace its projection
+PGD_WORKING_INPUTS = 4
+
+
+def pgd_cost(attack, ctx: AttackContext, *, steps: int | None = None,
+             random_start: bool | None = None) -> AttackCost:
+    """Per example and radius: each restart runs `steps` forward + input-gradient passes and
+    one last forward, and projects onto the subspace twice per step (plus twice at its random
+    start)."""
+    steps = attack.steps if steps is None else steps
+    random_start = attack.random_start if random_start is None else random_start
+    restarts = attack.restarts if random_start else 1
+    K = ctx.directions if ctx.directions is not None else \
+        subspace_directions(attack.subspace, ctx.data.features)
+    proj = projection_flops(K, ctx.in_elements)
+    per_restart = (steps + 1) * ctx.model.forward + steps * ctx.model.forward \
+        + (2 * steps + 2 * random_start) * proj
+    inputs = PGD_WORKING_INPUTS + (attack.box is not None) + (K > 0)
+    working = inputs * ctx.in_elements * FLOAT + ctx.model.backward_bytes
+    factors = [Factor((*ctx.loc, "restarts"), restarts, 5)]
+    if attack.kind != "fgsm":
+        factors.append(Factor((*ctx.loc, "steps"), steps, 100))
+    if K:
+        factors.append(Factor((*ctx.loc, "subspace"), K, 32))
+    return AttackCost(flops=restarts * per_restart, bytes=working, factors=tuple(factors))
+
+
+def fgsm_cost(attack, ctx: AttackContext) -> AttackCost:
+    """One steepest-ascent step from the clean point (run_pgd with one step, no restarts)."""
+    return pgd_cost(attack, ctx, steps=1, random_start=False)

@@ -72,3 +72,19 @@ def make_subspace(basis: Tensor, x_shape: tuple[int, ...], feature_ndim: int,
         onb = onb.reshape(*batch, *(1,) * (feature_ndim - 1), *onb.shape[-2:])
     n_patches = int(torch.tensor(feat[:-1]).prod())
     return Subspace(onb, 1, basis.shape[-2] * n_patches)
+
+
+def subspace_directions(subspace, features: dict[str, tuple[int, int]]) -> int:
+    """K, the number of directions an AttackSpec's `subspace` spans per ball (0: no subspace);
+    `features` maps a data feature set to (directions, elements) (advcore.cost.DataCost)."""
+    if subspace is None:
+        return 0
+    if isinstance(subspace, str):
+        return features.get(subspace, (0, 0))[0]
+    return len(subspace)
+
+
+def projection_flops(n_directions: int, elements: int) -> float:
+    """One `Subspace.project` of an example with `elements` entries onto K directions (per
+    example or per patch alike): coefficients and back, 2 * (2 K elements)."""
+    return 4.0 * n_directions * elements

@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from advcore.cost import FLOAT, DataCost, Factor, register_cost
 from advcore.data import Dataset, register
 from advcore.data.safe_pickle import load_data_pickle
 from advcore.device import generator
+from advcore.spec import IMAGE_SETS, data_size
 
 _IDX = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
@@ -49,20 +51,25 @@ MAX_IDX_BYTES = 256 * 2**20  # MNIST's largest file is 47 MB; a gzip bomb stops 
 
 def _idx(path: Path, name: str) -> np.ndarray:
     """An IDX file of unsigned bytes (magic 0x00 0x00 0x08 ndim), checked before it is trusted:
-    the header's sizes must match the payload exactly."""
+    the header's sizes must match the payload exactly. Only the header's size (plus one byte,
+    to see a longer payload) is read, so neither a gzip bomb nor the cap itself is ever
+    allocated: a 10 KB file costs 10 KB."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
-        data = f.read(MAX_IDX_BYTES + 1)
-    if len(data) > MAX_IDX_BYTES:
-        raise ValueError(f"data file {name} is larger than {MAX_IDX_BYTES >> 20} MB uncompressed")
-    if len(data) < 4 or data[:3] != b"\x00\x00\x08" or not 1 <= data[3] <= 4:
-        raise ValueError(f"data file {name} is not an IDX file of unsigned bytes")
-    ndim = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    offset = 4 + 4 * ndim
-    if len(data) - offset != int(np.prod(shape, dtype=np.int64)):
-        raise ValueError(f"data file {name}: header says {shape}, payload has {len(data) - offset} bytes")
-    return np.frombuffer(data, np.uint8, offset=offset).reshape(shape)
+        head = f.read(4)
+        if len(head) < 4 or head[:3] != b"\x00\x00\x08" or not 1 <= head[3] <= 4:
+            raise ValueError(f"data file {name} is not an IDX file of unsigned bytes")
+        ndim = head[3]
+        dims = f.read(4 * ndim)
+        shape = [int.from_bytes(dims[4 * i: 4 * i + 4], "big") for i in range(len(dims) // 4)]
+        size = int(np.prod(shape, dtype=np.int64))
+        if 4 + 4 * ndim + size > MAX_IDX_BYTES:
+            raise ValueError(f"data file {name} is larger than {MAX_IDX_BYTES >> 20} MB uncompressed")
+        data = f.read(size + 1)
+    if len(shape) != ndim or len(data) != size:
+        got = f"more than {size}" if len(data) > size else str(len(data))
+        raise ValueError(f"data file {name}: header says {shape}, payload has {got} bytes")
+    return np.frombuffer(data, np.uint8).reshape(shape)
 
 
 def dataset_root(name: str) -> Path:
@@ -192,3 +199,24 @@ def build_image(spec, seed: int) -> Dataset:
         features={"cluster": means}, attack_direction=None, feature_ndim=3, box=(0.0, 1.0),
         n_classes=len(classes),
     )
+
+
+@register_cost("image")
+def cost(spec) -> DataCost:
+    """Sizes from the standard files (advcore.spec.data_size). Per seed: the kept images'
+    uint8 copy and float conversion; files read from disk stay cached as uint8 (host memory),
+    read once through an extra concatenated copy."""
+    n_train, n_test, D, _ = data_size(spec)
+    full_train, full_test, shape = IMAGE_SETS[spec.dataset]
+    raw = (full_train + full_test) * D  # uint8
+    if spec.dataset == "digits":  # scikit-learn's float64 arrays, freed after the build
+        host, read = 0, 1797 * D * 8 * 3
+    else:
+        host, read = raw, raw
+    n_classes = len(kept_classes(spec))
+    binary = spec.binary is not None
+    return DataCost(
+        n_train=n_train, n_test=n_test, in_shape=shape, n_classes=n_classes, binary=binary,
+        has_readout=binary, features={"cluster": (n_classes, D)},
+        build_bytes=max(n_train, n_test) * D * (1 + 2 * FLOAT) + read, host_bytes=host,
+        n_loc=("data", "n_train"), size=(Factor(("data", "dataset"), D, 3072),))

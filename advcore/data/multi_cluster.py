@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from advcore.cost import FLOAT, DataCost, Factor, register_cost
 from advcore.data import Dataset, register
 from advcore.device import generator
 
@@ -52,3 +53,17 @@ def build_multi_cluster(spec, seed: int) -> Dataset:
         features={"cluster": means}, attack_direction=direction, feature_ndim=1, box=None,
         n_classes=spec.k,
     )
+
+
+@register_cost("multi_cluster")
+def cost(spec) -> DataCost:
+    """Per seed: the (k, d) float64 QR, and while a split is sampled its noise and gathered
+    means (n, d) beside the result."""
+    d, k = spec.d, spec.k
+    n = max(spec.n_train, spec.n_test)
+    return DataCost(
+        n_train=spec.n_train, n_test=spec.n_test, in_shape=(d,), n_classes=k, binary=True,
+        has_readout=True, features={"cluster": (k, d)},
+        build_bytes=2 * n * d * FLOAT + 3 * d * k * 8, host_bytes=0, n_loc=("data", "n_train"),
+        size=(Factor(("data", "d"), d, 3072),
+              Factor(("data", "k"), k, 10)))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from advcore.cost import FLOAT, DataCost, Factor, register_cost
 from advcore.data import Dataset, register
 from advcore.device import generator
 
@@ -80,3 +81,17 @@ def build_patch(spec, seed: int) -> Dataset:
         features={"robust": robust, "non_robust": non_robust}, attack_direction=None,
         feature_ndim=2, box=None, n_classes=spec.k,
     )
+
+
+@register_cost("patch")
+def cost(spec) -> DataCost:
+    """Per seed: sampling a split keeps ~4 (n, P, d) tensors (two signal parts, their sum and
+    the noise) beside the result."""
+    n = max(spec.n_train, spec.n_test)
+    P, d = spec.patches, spec.d
+    return DataCost(
+        n_train=spec.n_train, n_test=spec.n_test, in_shape=(P, d), n_classes=spec.k,
+        binary=False, has_readout=False,
+        features={"robust": (spec.k, d), "non_robust": (spec.k, d)},
+        build_bytes=4 * n * P * d * FLOAT, host_bytes=0, n_loc=("data", "n_train"),
+        size=(Factor(("data", "patches"), P, 128), Factor(("data", "d"), d, 64)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from advcore.cost import FLOAT, DataCost, Factor, register_cost
 from advcore.data import Dataset, register
 from advcore.device import generator
 
@@ -54,3 +55,15 @@ def build_separated(spec, seed: int) -> Dataset:
         features={"separator": (w / w.norm())[None]}, attack_direction=w / w.norm(),
         feature_ndim=1, box=None,
     )
+
+
+@register_cost("separated")
+def cost(spec) -> DataCost:
+    """Per seed: rejection pools of 4n draws (and their accepted copies), and 4096 draws for
+    the median."""
+    n = max(spec.n_train, spec.n_test)
+    return DataCost(
+        n_train=spec.n_train, n_test=spec.n_test, in_shape=(spec.d,), n_classes=None,
+        binary=True, has_readout=False, features={"separator": (1, spec.d)},
+        build_bytes=max(8 * n, 4096) * spec.d * FLOAT, host_bytes=0, n_loc=("data", "n_train"),
+        size=(Factor(("data", "d"), spec.d, 3072),))

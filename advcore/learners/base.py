@@ -43,6 +43,12 @@ class BatchedModel(nn.Module):
         """x (S, L, *in_shape) -> (S, L, n_outputs)."""
         raise NotImplementedError
 
+    @classmethod
+    def cost(cls, spec, in_shape: tuple[int, ...], n_outputs: int):
+        """advcore.cost.ModelCost of this learner per seed and example, from its spec alone
+        (every learner implements it next to its forward pass; advcore.cost composes them)."""
+        raise NotImplementedError(f"learner {cls.__name__} has no cost function")
+
     def first_layer(self) -> torch.Tensor:
         """(S, R, D) first-layer weight vectors (D = prod(in_shape) where they live in input space)."""
         raise NotImplementedError

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advcore.cost import FLOAT, Factor, ModelCost
 from advcore.learners.base import BatchedModel, seeded_normal
 
 
@@ -33,6 +34,33 @@ class CNN(BatchedModel):
         self.hidden_bias = nn.Parameter(torch.zeros(self.n_seeds, spec.hidden))
         self.out = nn.Parameter(seeded_normal(seeds, (n_outputs, spec.hidden), 1 / math.sqrt(spec.hidden), "init/out"))
         self.out_bias = nn.Parameter(torch.zeros(self.n_seeds, n_outputs))
+
+    @classmethod
+    def cost(cls, spec, in_shape, n_outputs: int) -> ModelCost:
+        """conv3x3 (same size) -> ReLU -> maxpool2 per stage; backward keeps each stage's
+        conv and ReLU outputs and the pooled output."""
+        c, h, w = in_shape
+        convs, params, saved, widest = [], 0, float(c * h * w), 0.0
+        for out_c in spec.channels:
+            convs.append(2.0 * out_c * c * 9 * h * w)
+            params += out_c * c * 9 + out_c
+            e = out_c * h * w
+            saved += 2 * e + e / 4
+            widest = max(widest, c * h * w + 2 * e)
+            c, h, w = out_c, max(h // 2, 1), max(w // 2, 1)
+        flat = c * h * w
+        head = 2.0 * flat * spec.hidden
+        out = 2.0 * spec.hidden * n_outputs
+        params += flat * spec.hidden + spec.hidden + spec.hidden * n_outputs + n_outputs
+        return ModelCost(
+            params=params, forward=sum(convs) + head + out, first=convs[0],
+            representation=sum(convs) + head, rep_dim=spec.hidden,
+            backward_bytes=(saved + 3 * spec.hidden) * FLOAT, eval_bytes=widest * FLOAT,
+            n_neurons=spec.channels[0], first_dim=in_shape[0] * 9,
+            grad_copy=max(flat * spec.hidden, spec.hidden * n_outputs),
+            factors=(Factor(("learner", "channels"), max(spec.channels), 128),
+                     Factor(("learner", "channels"), len(spec.channels), 4),
+                     Factor(("learner", "hidden"), spec.hidden, 512)))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         h = self.representation(x)

@@ -10,6 +10,7 @@ import math
 import torch
 from torch import nn
 
+from advcore.cost import FLOAT, Factor, ModelCost
 from advcore.learners.base import BatchedModel, seeded_normal
 
 
@@ -24,6 +25,24 @@ class MLP(BatchedModel):
             std = spec.init_scale * math.sqrt(gain / fan_in)
             self.weights.append(nn.Parameter(seeded_normal(seeds, (fan_out, fan_in), std, f"init/w{i}")))
             self.biases.append(nn.Parameter(torch.zeros(self.n_seeds, fan_out)))
+
+    @classmethod
+    def cost(cls, spec, in_shape, n_outputs: int) -> ModelCost:
+        """One matrix product per layer. Backward keeps every ReLU output, and at the widest
+        layer its output's and pre-activation's gradients besides."""
+        D = math.prod(in_shape)
+        sizes = [D, *spec.widths, n_outputs]
+        layers = [2.0 * a * b for a, b in zip(sizes[:-1], sizes[1:])]
+        hidden = list(spec.widths)
+        return ModelCost(
+            params=sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])), forward=sum(layers),
+            first=layers[0], representation=sum(layers[:-1]), rep_dim=sizes[-2],
+            backward_bytes=(sum(hidden) + 2 * max(hidden + [n_outputs])) * FLOAT,
+            eval_bytes=2 * max(hidden + [n_outputs]) * FLOAT,
+            n_neurons=sizes[1], first_dim=D,
+            grad_copy=max(a * b for a, b in zip(sizes[:-1], sizes[1:])),
+            factors=(Factor(("learner", "widths"), max(hidden, default=1), 1024),
+                     Factor(("learner", "widths"), len(hidden), 4)))
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         """x (S, L, *in_shape) -> (S, L, widths[-1]) last hidden activations (the penultimate

@@ -18,6 +18,7 @@ import math
 import torch
 from torch import nn
 
+from advcore.cost import FLOAT, Factor, ModelCost
 from advcore.learners.base import BatchedModel, seeded_normal
 
 
@@ -41,6 +42,19 @@ class PatchCNN(BatchedModel):
         self.k, self.m, self.d = n_outputs, spec.width, self.in_shape[1]
         std = spec.init_scale / math.sqrt(self.d)  # w ~ N(0, I/d) * init_scale
         self.w = nn.Parameter(seeded_normal(seeds, (self.k, self.m, self.d), std, "init/w"))  # (S, k, m, d)
+
+    @classmethod
+    def cost(cls, spec, in_shape, n_outputs: int) -> ModelCost:
+        """One (L*P, d) x (d, k*m) product; the smoothed ReLU's pieces (clamp, power, branch
+        mask, both branches) over (P, k*m): ~7 such tensors live in a backward pass."""
+        P, d = in_shape
+        km = n_outputs * spec.width
+        forward = 2.0 * P * d * km
+        return ModelCost(params=km * d, forward=forward, first=forward, representation=0,
+                         rep_dim=0, backward_bytes=7 * P * km * FLOAT,
+                         eval_bytes=5.5 * P * km * FLOAT,
+                         n_neurons=km, first_dim=d, grad_copy=km * d,
+                         factors=(Factor(("learner", "width"), spec.width, 16),))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """x (S, L, P, d) -> (S, L, k)."""

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advcore.cost import FLOAT, Factor, ModelCost
 from advcore.learners.base import BatchedModel, seeded_normal
 
 
@@ -94,6 +95,47 @@ class ResNet18(BatchedModel):
         self.features_dim = c_in
         self.fc = nn.Parameter(seeded_normal(seeds, (n_outputs, c_in), 1 / math.sqrt(c_in), "init/fc"))
         self.fc_bias = nn.Parameter(torch.zeros(S, n_outputs))
+
+    @classmethod
+    def cost(cls, spec, in_shape, n_outputs: int) -> ModelCost:
+        """Stem and BasicBlocks as laid out in __init__. Backward keeps each convolution's
+        output (BatchNorm's input) and the ReLU output after it: 2 per conv output element;
+        a no-grad pass holds a block's input and ~3 of its outputs at once."""
+        c, h, w = in_shape
+
+        def conv(c_in, c_out, size, stride, h, w):  # -> (flops, params with BatchNorm, h', w')
+            pad = size // 2
+            h2, w2 = (h + 2 * pad - size) // stride + 1, (w + 2 * pad - size) // stride + 1
+            weights = c_out * c_in * size * size
+            return 2.0 * weights * h2 * w2, weights + 4 * c_out, h2, w2
+
+        flops, params, h, w = conv(c, spec.width, 3, 1, h, w)
+        stem = spec.width * h * w
+        first, saved, widest = flops, float(c * h * w + 2 * stem), 4.0 * stem
+        c_in = spec.width
+        for stage, n_blocks in enumerate(spec.blocks):
+            c_out = spec.width * 2 ** stage
+            for b in range(n_blocks):
+                stride = 2 if stage > 0 and b == 0 else 1
+                f1, p1, h2, w2 = conv(c_in, c_out, 3, stride, h, w)
+                f2, p2, _, _ = conv(c_out, c_out, 3, 1, h2, w2)
+                flops, params = flops + f1 + f2, params + p1 + p2
+                convs = 2
+                if stride != 1 or c_in != c_out:
+                    f3, p3, _, _ = conv(c_in, c_out, 1, stride, h, w)
+                    flops, params, convs = flops + f3, params + p3, 3
+                e = c_out * h2 * w2
+                saved += 2 * convs * e
+                widest = max(widest, c_in * h * w + 3 * e)
+                c_in, h, w = c_out, h2, w2
+        fc = 2.0 * c_in * n_outputs
+        return ModelCost(
+            params=params + c_in * n_outputs + n_outputs, forward=flops + fc, first=first,
+            representation=flops, rep_dim=c_in, backward_bytes=saved * FLOAT,
+            eval_bytes=(widest + math.prod(in_shape)) * FLOAT, n_neurons=spec.width,
+            first_dim=in_shape[0] * 9, grad_copy=c_in * n_outputs,
+            factors=(Factor(("learner", "width"), spec.width, 64),
+                     Factor(("learner", "blocks"), sum(spec.blocks), 8)))
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         """x (S, L, C, H, W) -> (S, L, features_dim): globally pooled last-stage features."""

@@ -14,6 +14,7 @@ import math
 import torch
 from torch import nn
 
+from advcore.cost import FLOAT, Factor, ModelCost
 from advcore.learners.base import BatchedModel, seeded_normal
 
 
@@ -38,6 +39,18 @@ class TwoLayerReLU(BatchedModel):
             self.second = nn.Parameter(a)
         else:
             self.register_buffer("second", a)
+
+    @classmethod
+    def cost(cls, spec, in_shape, n_outputs: int) -> ModelCost:
+        """One (R, d) matrix product; pre-activations, ReLU and the weighted sum per neuron."""
+        d = math.prod(in_shape)
+        R = spec.width if n_outputs == 1 else spec.width * n_outputs
+        forward = 2.0 * R * d
+        params = R * d + R * (1 + spec.bias)  # + the second layer (a buffer when not trained)
+        return ModelCost(params=params, forward=forward, first=forward, representation=0,
+                         rep_dim=0, backward_bytes=3 * R * FLOAT, eval_bytes=3 * R * FLOAT,
+                         n_neurons=R, first_dim=d, grad_copy=R * d,
+                         factors=(Factor(("learner", "width"), spec.width, 1024),))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(x.shape[0], x.shape[1], -1)  # (S, L, d)

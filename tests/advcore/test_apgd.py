@@ -283,8 +283,8 @@ def test_apgd_specs_fill_apgd_defaults_and_refuse_bad_combinations():
     assert apgdt.loss == "dlr" and apgdt.label == "apgdt_l2"
     assert AttackSpec.model_validate(auto.model_dump()) == auto  # canonical form round-trips
     bad = [
-        {"kind": "apgd", "steps": 5000},
-        {"kind": "apgd", "restarts": 50},
+        {"kind": "apgd", "steps": 20000},
+        {"kind": "apgd", "restarts": 500},
         {"kind": "apgd", "targeted": True, "n_target_classes": 100},
         {"kind": "apgd", "targeted": True, "loss": "ce"},
         {"kind": "apgd", "step_size": 0.1},

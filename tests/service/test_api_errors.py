@@ -312,10 +312,10 @@ def test_the_app_refuses_to_start_on_an_unmigrated_database(tmp_path):
 
 
 @pytest.mark.parametrize("attack, loc, says", [
-    ({"kind": "autoattack", "radii": [0.1], "steps": 5000},
-     ["body", "evaluation", "attacks", 0, "steps"], "less than or equal to 1000"),
-    ({"kind": "apgd", "radii": [0.1], "restarts": 100},
-     ["body", "evaluation", "attacks", 0, "restarts"], "less than or equal to 20"),
+    ({"kind": "autoattack", "radii": [0.1], "steps": 20000},
+     ["body", "evaluation", "attacks", 0, "steps"], "less than or equal to 10000"),
+    ({"kind": "apgd", "radii": [0.1], "restarts": 500},
+     ["body", "evaluation", "attacks", 0, "restarts"], "less than or equal to 100"),
     ({"kind": "apgd", "radii": [0.1], "targeted": True, "loss": "ce"},
      ["body", "evaluation", "attacks", 0], "targeted apgd (APGD-T) uses loss 'dlr'"),
     ({"kind": "autoattack", "radii": [0.1], "loss": "ce"},
