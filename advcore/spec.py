@@ -172,9 +172,16 @@ class ImageData(_Model):
     # even_odd; first_half (of the kept classes); animals_vehicles (CIFAR-10: classes 2-7
     # positive, 0 1 8 9 negative); [[positive...], [negative...]]; None = the k-class task
     binary: Literal["even_odd", "first_half", "animals_vehicles"] | Annotated[
-        list[Annotated[list[int], Field(max_length=10)]], Field(max_length=2)] | None = "even_odd"
+        list[Annotated[list[Annotated[int, Field(ge=0, le=9)]], Field(min_length=1, max_length=10)]],
+        Field(min_length=2, max_length=2)] | None = "even_odd"
     n_train: Bounded(MAX_SAMPLES) | None = None  # subsample (seeded); None = all
     n_test: Bounded(MAX_SAMPLES) | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "ImageData":
+        if isinstance(self.binary, list) and set(self.binary[0]) & set(self.binary[1]):
+            raise ValueError("binary: a class cannot be both positive and negative")
+        return self
 
 
 DataSpec = Annotated[

@@ -53,3 +53,14 @@ def test_a_nul_character_on_postgresql_is_a_422_and_the_next_request_works(
     assert submitted.status_code == 422, submitted.text
     good = api.client.get(f"/v1/experiments/{experiment_id}/metrics?names=train/loss")
     assert good.status_code == 200 and good.json()["series"]
+
+
+@pytest.mark.parametrize("binary", [[], [[1, 2]], [[], [3]], [[1, 2], [2, 3]], [[1], [12]]])
+def test_a_malformed_image_binary_map_is_a_422_under_data_binary(make_api, binary):  # noqa: F811
+    api = make_api()
+    response = api.client.post("/v1/experiments",
+                               json={"data": {"kind": "image", "binary": binary}})
+    assert response.status_code == 422, response.text
+    assert any(error["loc"][:3] == ["body", "data", "image"] or "binary" in error["loc"]
+               or "binary" in error["msg"] for error in response.json()["detail"]), response.text
+    assert api.rows() == 0
