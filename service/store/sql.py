@@ -29,7 +29,7 @@ from service.store.base import (
 from service.store.downsample import read_series
 from service.store.series import BLK, write_points
 from service.store.orm import ExperimentRow, MatrixRow, MetricPointRow, MetricSeriesRow, UtcDateTime
-from service.store.session import Sessions
+from service.store.session import Sessions, WalCheckpointer, sqlite_file
 from service.store.sweeps import SweepStoreMixin
 from service.store.users import UserStoreMixin
 
@@ -74,12 +74,18 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # sweeps.py; users.py (engineer J)
-    def __init__(self, engine: sa.Engine, *, metric_batch: int = 500) -> None:
+    def __init__(self, engine: sa.Engine, *, metric_batch: int = 500,
+                 checkpoint_every_s: float | None = None) -> None:
         self.engine = engine
         self.sessions = Sessions(engine)
         self.metric_batch = metric_batch
+        database = sqlite_file(engine)
+        self.checkpointer = (WalCheckpointer(database, checkpoint_every_s).start()
+                             if database and checkpoint_every_s else None)
 
     def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
 
     # ------------------------------------------------------------------ helpers
