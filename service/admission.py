@@ -17,7 +17,7 @@ from typing import Any
 
 from advcore.cost import Cost, Term, estimate
 from advcore.spec import ExperimentSpec
-from service.config import Settings
+from lab.config import Settings
 from service.errors import OverEstimate, Refusal
 
 GB = 1e9

@@ -5,7 +5,7 @@
   before the insert, so simultaneous submits can overshoot by the number in flight — a fairness
   limit, not an accounting one.
 - Priority: an integer query parameter of the submit (`?priority=N`, default 0); it orders the
-  user's OWN jobs in the fair claim (service.store.users) and breaks ties between users, so it
+  user's OWN jobs in the fair claim (lab.store.users) and breaks ties between users, so it
   can never starve another user. Non-admins are bounded by |N| <= `max_priority` (422 beyond).
 - Queues: the spec's `device` routes the job: `cuda` → `gpu_queue` ("gpu"), `auto`/`cpu` →
   `cpu_queue` (default: `queue`, so the embedded default and `advlab worker` keep working).
@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from service.auth import Principal, TooManyRequests
-from service.config import Settings
+from lab.config import Settings
 from service.errors import FieldError
-from service.store.base import Store
+from lab.store.base import Store
 
 ADMIN_MAX_PRIORITY = 1000
 

@@ -9,7 +9,7 @@ import tracemalloc
 
 import pytest
 
-from service.config import Settings
+from lab.config import Settings
 from tests.service.api_support import make_api, make_module_api, migrated_sqlite, spec  # noqa: F401
 
 SIXTEEN_GB = {"kind": "multi_cluster", "d": 100_000, "n_train": 40_000}

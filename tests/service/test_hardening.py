@@ -11,7 +11,7 @@ import logging
 import pytest
 
 from service.auth import FailureLimiter, generate_token, hash_token
-from service.logging import JsonFormatter, RedactFilter
+from lab.logging import JsonFormatter, RedactFilter
 from tests.service.api_support import make_api, migrated_sqlite, spec  # noqa: F401
 
 JSON = {"Content-Type": "application/json"}

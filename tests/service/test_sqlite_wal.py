@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from service.store.base import MetricPoint
-from service.store.migrate import upgrade
-from service.store.session import make_engine
-from service.store.sql import SqlStore
+from lab.store.base import MetricPoint
+from lab.store.migrate import upgrade
+from lab.store.session import make_engine
+from lab.store.sql import SqlStore
 
 BATCHES = 200  # metric batches the writer commits
 POINTS = 200  # points per batch (about 30 KB of WAL each)
@@ -86,8 +86,8 @@ def test_engines_set_a_journal_size_limit(tmp_path):
 
 
 def test_the_api_store_checkpoints_on_a_sqlite_file_and_stops_on_close(tmp_path):
-    from service.config import Settings
-    from service.store import open_store
+    from lab.config import Settings
+    from lab.store import open_store
 
     url = f"sqlite:///{tmp_path / 'advlab.db'}"
     upgrade("head", url)

@@ -1,13 +1,13 @@
-"""Persistence: `open_store()` gives the Store (service.store.base) the API and the worker use."""
+"""Persistence: `open_store()` gives the Store (lab.store.base) the API and the worker use."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from service.store.base import SchemaOutOfDate, Store
+from lab.store.base import SchemaOutOfDate, Store
 
 if TYPE_CHECKING:
-    from service.config import Settings
+    from lab.config import Settings
 
 __all__ = ["open_store", "Store"]
 
@@ -17,10 +17,10 @@ def open_store(url: str | None = None, *, check_schema: bool = True,
     """A SqlStore on `url` (default: Settings.resolved_database_url). Raises SchemaOutOfDate
     unless the database is at the Alembic head: the app refuses an out-of-date schema. On a
     SQLite file the store checkpoints its WAL every `sqlite_checkpoint_s` until closed."""
-    from service.config import get_settings
-    from service.store.migrate import current, head_revisions
-    from service.store.session import make_engine
-    from service.store.sql import SqlStore
+    from lab.config import get_settings
+    from lab.store.migrate import current, head_revisions
+    from lab.store.session import make_engine
+    from lab.store.sql import SqlStore
 
     settings = settings or get_settings()
     engine = make_engine(url or settings.resolved_database_url,
