@@ -144,6 +144,16 @@ class Client:
         data = self.request("POST", "/v1/experiments", json=body, headers=headers).json()
         return Experiment(self, data["id"])
 
+    def estimate(self, spec: dict | str | Path, **overrides: Any) -> dict:
+        """What the server estimates the spec costs (POST /v1/experiments?dry_run=true): flops,
+        gflop, peak_bytes, stored_bytes, n_evaluations, the field driving each (`dominant`) and
+        the queue's `limits`. Nothing is stored; over a limit it raises the submit's 413."""
+        body = self.load_spec(spec)
+        for path, value in overrides.items():
+            set_path(body, path, value)
+        return self.request("POST", "/v1/experiments", json=body,
+                            params={"dry_run": "true"}).json()
+
     def experiment(self, experiment_id: str) -> "Experiment":
         return Experiment(self, experiment_id)
 
@@ -189,6 +199,24 @@ class Client:
         {spec path: [values]} × `seeds`."""
         from client.sweep import Sweep
 
+        body = self._sweep_body(base, grid, seeds, name, tags, seed_mode, overrides)
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        data = self.request("POST", "/v1/sweeps", json=body, headers=headers).json()
+        return Sweep(self, data["id"])
+
+    def estimate_sweep(self, base: dict | str | Path, grid: Mapping[str, list[Any]],
+                       seeds: list[int] | None = None, *, name: str = "sweep",
+                       tags: list[str] | None = None, seed_mode: str = "batched",
+                       **overrides: Any) -> dict:
+        """POST /v1/sweeps?dry_run=true: n_members, the summed flops/gflop and stored_bytes,
+        the largest member's peak_bytes, the sweep `limits` and one estimate per member.
+        Nothing is stored; over a limit it raises the submit's 413."""
+        body = self._sweep_body(base, grid, seeds, name, tags, seed_mode, overrides)
+        return self.request("POST", "/v1/sweeps", json=body, params={"dry_run": "true"}).json()
+
+    def _sweep_body(self, base: dict | str | Path, grid: Mapping[str, list[Any]],
+                    seeds: list[int] | None, name: str, tags: list[str] | None,
+                    seed_mode: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
         body_spec = self.load_spec(base)
         for path, value in overrides.items():
             set_path(body_spec, path, value)
@@ -196,9 +224,7 @@ class Client:
                                 "grid": dict(grid), "seed_mode": seed_mode}
         if seeds is not None:
             body["seeds"] = list(seeds)
-        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
-        data = self.request("POST", "/v1/sweeps", json=body, headers=headers).json()
-        return Sweep(self, data["id"])
+        return body
 
     def health(self) -> dict:
         return self.get_json("/v1/health")
