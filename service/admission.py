@@ -68,8 +68,10 @@ def limits_for(queue: str, settings: Settings) -> Limits:
     return Limits(queue=kind, settings_used=used, **values)
 
 
-def _fmt(value: float, unit: str, scale: float) -> str:
-    return f"{value / scale:.4g} {unit}"
+def fmt(value: float, unit: str, scale: float) -> str:
+    """9.03e9 bytes -> "9.03 GB"; 1.88e15 FLOPs -> "1,877,559 GFLOP"."""
+    v = value / scale
+    return f"{v:,.0f} {unit}" if v >= 1000 else f"{v:.3g} {unit}"
 
 
 def _dominant(cost: Cost, quantity: str) -> tuple[tuple, str | None]:
@@ -93,8 +95,8 @@ def refusals(cost: Cost, limits: Limits) -> list[Refusal]:
         out.append(Refusal(
             quantity=quantity, limit_name=setting, estimate=value, maximum=limit,
             queue=limits.queue, loc=["body", *loc], path=path,
-            msg=f"estimated {words} {_fmt(value, unit, scale)} exceeds the limit {setting} = "
-                f"{_fmt(limit, unit, scale)} of the {limits.queue} queue (configurable: "
+            msg=f"estimated {words} {fmt(value, unit, scale)} exceeds the limit {setting} = "
+                f"{fmt(limit, unit, scale)} of the {limits.queue} queue (configurable: "
                 f"ADVLAB_{setting.upper()})" + (f"; lower {path}" if path else "")))
     return out
 

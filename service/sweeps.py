@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from advcore import __version__ as ADVCORE_VERSION
 from advcore.cost import Cost, estimate
 from advcore.spec import ExperimentSpec, format_radius
-from service.admission import SWEEP_QUANTITIES, limits_for, queue_kind, refusals
+from service.admission import SWEEP_QUANTITIES, fmt, limits_for, queue_kind, refusals
 from lab.config import Settings
 from service.errors import Conflict, FieldError, LimitExceeded, OverEstimate, Refusal
 from service.limits import check_limits
@@ -254,8 +254,8 @@ def admit_whole(planned: list[Planned], settings: Settings) -> None:
             quantity=quantity, limit_name=name, estimate=total, maximum=limit, queue="sweep",
             loc=sweep_loc(path, heaviest.member.point) if path else ["body", "grid"],
             path=factor.path if factor is not None else None,
-            msg=f"estimated {words} {total / scale:.4g} {unit} ({len(planned)} members) "
-                f"exceeds the limit {name} = {limit / scale:.4g} {unit} (configurable: "
+            msg=f"estimated {words} {fmt(total, unit, scale)} ({len(planned)} members) "
+                f"exceeds the limit {name} = {fmt(limit, unit, scale)} (configurable: "
                 f"ADVLAB_{name.upper()}); lower the number of members"
                 + (f" or {factor.path}" if factor is not None else "")))
     if refused:

@@ -10,6 +10,7 @@ import tracemalloc
 import pytest
 
 from lab.config import Settings
+from service.admission import fmt
 from tests.service.api_support import make_api, make_module_api, migrated_sqlite, spec  # noqa: F401
 
 SIXTEEN_GB = {"kind": "multi_cluster", "d": 100_000, "n_train": 40_000}
@@ -107,7 +108,9 @@ def test_a_hostile_spec_is_refused_naming_its_field_with_no_row(api, name):
         item = next(i for i in items if i["loc"] == loc)
         assert item["estimate"] > item["limit"] > 0 and item["queue"] == "cpu"
         assert item["type"].startswith("limit.max_")
-        assert f"{item['limit'] / (1e9 if item['quantity'] == 'flops' else 1e9):.4g}" in item["msg"]
+        unit = "GFLOP" if item["quantity"] == "flops" else "GB"
+        assert f"{fmt(item['estimate'], unit, 1e9)} exceeds" in item["msg"]
+        assert f"= {fmt(item['limit'], unit, 1e9)} of the cpu queue" in item["msg"]
         assert item["path"].replace("[", ".").replace("]", "") == ".".join(map(str, loc[1:]))
     assert_nothing_stored(api)
 
