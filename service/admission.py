@@ -74,7 +74,7 @@ def fmt(value: float, unit: str, scale: float) -> str:
     return f"{v:,.0f} {unit}" if v >= 1000 else f"{v:.3g} {unit}"
 
 
-def _dominant(cost: Cost, quantity: str) -> tuple[tuple, str | None]:
+def dominant_field(cost: Cost, quantity: str) -> tuple[tuple, str | None]:
     """The JSON path (as a tuple and dotted) of the field that drives `quantity`."""
     top: Term | None = cost.dominant(quantity)
     factor = top.dominant if top is not None else None
@@ -90,7 +90,7 @@ def refusals(cost: Cost, limits: Limits) -> list[Refusal]:
         value, limit = getattr(cost, quantity), limits.of(quantity)
         if value <= limit:
             continue
-        loc, path = _dominant(cost, quantity)
+        loc, path = dominant_field(cost, quantity)
         setting = limits.settings_used[quantity]
         out.append(Refusal(
             quantity=quantity, limit_name=setting, estimate=value, maximum=limit,

@@ -38,7 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from advcore import __version__ as ADVCORE_VERSION
 from advcore.cost import Cost, estimate
 from advcore.spec import ExperimentSpec, format_radius
-from service.admission import SWEEP_QUANTITIES, fmt, limits_for, queue_kind, refusals
+from service.admission import (SWEEP_QUANTITIES, dominant_field, fmt, limits_for, queue_kind,
+                               refusals)
 from lab.config import Settings
 from service.errors import Conflict, FieldError, LimitExceeded, OverEstimate, Refusal
 from service.limits import check_limits
@@ -247,17 +248,14 @@ def admit_whole(planned: list[Planned], settings: Settings) -> None:
         if total <= limit:
             continue
         heaviest = max(planned, key=lambda p: getattr(p.cost, quantity))
-        top = heaviest.cost.dominant(quantity)
-        factor = top.dominant if top is not None else None
-        path = tuple(factor.loc) if factor is not None else ()
+        loc, path = dominant_field(heaviest.cost, quantity)
         refused.append(Refusal(
             quantity=quantity, limit_name=name, estimate=total, maximum=limit, queue="sweep",
-            loc=sweep_loc(path, heaviest.member.point) if path else ["body", "grid"],
-            path=factor.path if factor is not None else None,
+            loc=sweep_loc(loc, heaviest.member.point) if loc else ["body", "grid"], path=path,
             msg=f"estimated {words} {fmt(total, unit, scale)} ({len(planned)} members) "
                 f"exceeds the limit {name} = {fmt(limit, unit, scale)} (configurable: "
                 f"ADVLAB_{name.upper()}); lower the number of members"
-                + (f" or {factor.path}" if factor is not None else "")))
+                + (f" or {path}" if path else "")))
     if refused:
         raise OverEstimate(refused)
 
