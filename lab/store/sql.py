@@ -13,7 +13,7 @@ import base64
 import json
 import math
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
@@ -28,7 +28,9 @@ from lab.store.base import (
 )
 from lab.store.downsample import read_series
 from lab.store.series import BLK, write_points
+from lab.clock import utcnow
 from lab.store.orm import ExperimentRow, MatrixRow, MetricPointRow, MetricSeriesRow, UtcDateTime
+from lab.store.orm import finite_json as _finite, to_experiment as _to_experiment
 from lab.store.session import Sessions
 from lab.store.sweeps import SweepStoreMixin
 from lab.store.users import UserStoreMixin
@@ -37,26 +39,6 @@ E = ExperimentRow.__table__
 P = MetricPointRow.__table__
 M = MatrixRow.__table__
 SERIES = MetricSeriesRow.__table__
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _finite(obj: Any) -> Any:
-    """JSON without NaN/inf (PostgreSQL's JSONB rejects them): non-finite floats become None."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _to_experiment(row: sa.Row) -> Experiment:
-    m = row._mapping
-    return Experiment(**{col.name: m[col.name] for col in E.columns})
 
 
 def _encode_cursor(created_at: datetime, experiment_id: str) -> str:

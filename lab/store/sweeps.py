@@ -21,7 +21,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lab.store.base import Experiment, NewSweepMember, NotFound, StoreError, Sweep, SweepMember
+from lab.clock import utcnow
 from lab.store.orm import Base, ExperimentRow, JsonType, UtcDateTime
+from lab.store.orm import finite_json as _finite, to_experiment as _to_experiment
 
 
 class SweepRow(Base):
@@ -93,7 +95,6 @@ class SweepStoreMixin:
                      members: Sequence[NewSweepMember], idempotency_key: str | None = None,
                      owner: str | None = None, priority: int = 0,
                      ) -> tuple[Sweep, list[Experiment], bool]:
-        from lab.store.sql import _finite, _to_experiment, utcnow  # sql.py imports this module
 
         def existing() -> tuple[Sweep, list[Experiment]] | None:
             with self.sessions.read() as s:
@@ -142,7 +143,6 @@ class SweepStoreMixin:
             return self._read_sweep(s, sweep_id)
 
     def sweep_experiments(self, sweep_id: str) -> list[Experiment]:
-        from lab.store.sql import _to_experiment
 
         with self.sessions.read() as s:
             if s.execute(sa.select(SW.c.id).where(SW.c.id == sweep_id)).first() is None:

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lab.store.base import ApiToken, Duplicate, Experiment, NotFound, User
-from lab.store.orm import Base, ExperimentRow, UtcDateTime
+from lab.store.orm import Base, ExperimentRow, UtcDateTime, to_experiment as _to_experiment
 
 CLAIM_CANDIDATES = 8  # fair-order candidates tried per round (others may win the race for one)
 CLAIM_ROUNDS = 3
@@ -140,7 +140,6 @@ class UserStoreMixin:
                 E.c.owner == owner, E.c.status.in_(("queued", "running")))).scalar_one())
 
     def find_by_idempotency_key(self, key: str) -> Experiment | None:
-        from lab.store.sql import _to_experiment  # sql.py imports this module
 
         with self.sessions.read() as s:
             row = s.execute(sa.select(E).where(E.c.idempotency_key == key)).one_or_none()
