@@ -19,13 +19,13 @@ from pydantic import ValidationError
 
 from advcore import __version__ as ADVCORE_VERSION
 from advcore.spec import ExperimentSpec
-from service import quotas
+from service import admission, quotas
 from service.auth import LOCAL_USER, Principal
 from lab.config import Settings
 from service.errors import Conflict, FieldError
 from service.limits import check_limits
-from service.schemas import (CorrelationsRead, ExperimentPage, ExperimentRead, Links, MatrixRead,
-                             MetricsRead, Progress, Series, Submitted)
+from service.schemas import (CorrelationsRead, EstimateRead, ExperimentPage, ExperimentRead,
+                             Links, MatrixRead, MetricsRead, Progress, Series, Submitted)
 from service.spec_paths import spec_path_exists
 from lab.store.base import (TERMINAL, Experiment, ExperimentFilter, IllegalTransition,
                                 MetricPoint, NotFound, Store)
@@ -108,6 +108,7 @@ def submit(store: Store, settings: Settings, enqueue: Enqueue, spec: ExperimentS
     Idempotency-Key replay (nothing is enqueued again). Reusing a key for a different spec is a
     Conflict rather than a silent answer about another job."""
     check_limits(spec, settings)
+    admission.admit(spec, quotas.queue_for(spec.device, settings), settings)
     quotas.check_priority(user, priority, settings)
     replay = store.find_by_idempotency_key(idempotency_key) if idempotency_key else None
     if replay is None:  # a replay adds no job, so it is never over quota
@@ -123,6 +124,16 @@ def submit(store: Store, settings: Settings, enqueue: Enqueue, spec: ExperimentS
     return exp, True
 
 
+def estimate(settings: Settings, spec: ExperimentSpec) -> EstimateRead:
+    """The estimate of a spec under its queue's limits, as submit would admit it (413 over a
+    limit, exactly like submit); nothing is stored or enqueued."""
+    check_limits(spec, settings)
+    queue = quotas.queue_for(spec.device, settings)
+    cost = admission.admit(spec, queue, settings)
+    return EstimateRead.model_validate(
+        admission.estimate_read(cost, admission.limits_for(queue, settings)))
+
+
 def retry(store: Store, enqueue: Enqueue, experiment_id: str, *, user: Principal = LOCAL,
           settings: Settings | None = None) -> Experiment:
     """A failed or canceled job → a NEW queued job with the same spec and `retry_of` set, owned
@@ -136,7 +147,9 @@ def retry(store: Store, enqueue: Enqueue, experiment_id: str, *, user: Principal
     except ValidationError as exc:  # stored by an older advlab whose spec schema differed
         raise Conflict(f"the stored spec of {experiment_id} no longer validates; submit a "
                        f"corrected spec instead: {exc.errors()[0]['msg']}") from None
-    if settings is not None:
+    if settings is not None:  # the limits may have changed since it was admitted
+        check_limits(spec, settings)
+        admission.admit(spec, quotas.queue_for(spec.device, settings), settings)
         quotas.check_active(store, user, settings)
     exp, _ = _create(store, spec, retry_of=old.id, owner=user.name, priority=old.priority,
                      settings=settings)

@@ -73,7 +73,8 @@ def create_app(settings: Settings | None = None, jobs: JobQueue | None = None) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from lab.store import open_store
 
-        store = open_store(settings.resolved_database_url, check_schema=True)
+        store = open_store(settings.resolved_database_url, check_schema=True,
+                           settings=settings)
         app.state.store = store
         app.state.telemetry = Telemetry(store, jobs)
         try:

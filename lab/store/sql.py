@@ -31,7 +31,7 @@ from lab.store.series import BLK, write_points
 from lab.clock import utcnow
 from lab.store.orm import ExperimentRow, MatrixRow, MetricPointRow, MetricSeriesRow, UtcDateTime
 from lab.store.orm import finite_json as _finite, to_experiment as _to_experiment
-from lab.store.session import Sessions
+from lab.store.session import Sessions, WalCheckpointer, sqlite_file
 from lab.store.sweeps import SweepStoreMixin
 from lab.store.users import UserStoreMixin
 
@@ -56,12 +56,18 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # sweeps.py; users.py (engineer J)
-    def __init__(self, engine: sa.Engine, *, metric_batch: int = 500) -> None:
+    def __init__(self, engine: sa.Engine, *, metric_batch: int = 500,
+                 checkpoint_every_s: float | None = None) -> None:
         self.engine = engine
         self.sessions = Sessions(engine)
         self.metric_batch = metric_batch
+        database = sqlite_file(engine)
+        self.checkpointer = (WalCheckpointer(database, checkpoint_every_s).start()
+                             if database and checkpoint_every_s else None)
 
     def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
 
     # ------------------------------------------------------------------ helpers
