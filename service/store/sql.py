@@ -28,6 +28,7 @@ from service.store.base import (
 )
 from service.store.downsample import read_series
 from service.store.series import BLK, write_points
+from service.store.quota_lock import admit, lock_owner
 from service.store.orm import ExperimentRow, MatrixRow, MetricPointRow, MetricSeriesRow, UtcDateTime
 from service.store.session import Sessions
 from service.store.sweeps import SweepStoreMixin
@@ -37,6 +38,13 @@ E = ExperimentRow.__table__
 P = MetricPointRow.__table__
 M = MatrixRow.__table__
 SERIES = MetricSeriesRow.__table__
+
+
+def _by_key(session: Session, owner: str | None, key: str) -> Experiment | None:
+    """The owner's experiment submitted with Idempotency-Key `key` (keys are per owner)."""
+    same_owner = E.c.owner.is_(None) if owner is None else E.c.owner == owner
+    row = session.execute(sa.select(E).where(same_owner, E.c.idempotency_key == key)).first()
+    return None if row is None else _to_experiment(row)
 
 
 def utcnow() -> datetime:
@@ -111,14 +119,7 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # sweeps.py; users.py (
                           total_steps: int, idempotency_key: str | None = None,
                           retry_of: str | None = None, owner: str | None = None,
                           priority: int = 0, queue: str | None = None,
-                          ) -> tuple[Experiment, bool]:
-        def existing() -> Experiment | None:
-            with self.sessions.read() as s:
-                row = s.execute(sa.select(E).where(E.c.idempotency_key == idempotency_key)).first()
-                return None if row is None else _to_experiment(row)
-
-        if idempotency_key is not None and (found := existing()) is not None:
-            return found, False
+                          max_active: int | None = None) -> tuple[Experiment, bool]:
         values = dict(
             id=uuid.uuid4().hex, name=name, tags=list(tags), spec=_finite(spec), spec_hash=spec_hash,
             status="queued", step=0, total_steps=total_steps, attempts=0, created_at=utcnow(),
@@ -127,11 +128,18 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # sweeps.py; users.py (
         )
         try:
             with self.sessions.write() as s:
+                lock_owner(s, owner)
+                if idempotency_key is not None and (
+                        found := _by_key(s, owner, idempotency_key)) is not None:
+                    return found, False
+                admit(s, owner, 1, max_active)
                 row = s.execute(sa.insert(E).values(**values).returning(E)).one()
                 return _to_experiment(row), True
         except IntegrityError as exc:
-            if idempotency_key is not None and (found := existing()) is not None:
-                return found, False  # a concurrent request with the same key won
+            if idempotency_key is not None:
+                with self.sessions.read() as s:
+                    if (found := _by_key(s, owner, idempotency_key)) is not None:
+                        return found, False  # a concurrent request with the same key won
             if retry_of is not None:
                 raise NotFound(retry_of) from exc
             raise StoreError(f"could not create experiment: {exc.orig}") from exc

@@ -3,22 +3,30 @@ process with ADVLAB_AUTH=tokens (SQLite store, no worker unless a test needs one
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
 from service.auth import generate_token, hash_token
-from tests.e2e.stack import Stack, launch_stack
+from tests.conftest import throwaway_pg_database
+from tests.e2e.stack import Stack, launch_stack, tiny_spec
 
 USERS = ("alice", "bob")
+
+
+def _database_url(stack: Stack) -> str:
+    return stack.env.get("ADVLAB_DATABASE_URL") or \
+        f"sqlite:///{Path(stack.env['ADVLAB_HOME']) / 'advlab.db'}"
 
 
 def _add_users(stack: Stack) -> dict[str, dict[str, str]]:
     """alice and bob with one token each → their Authorization headers."""
     from service.store import open_store
 
-    store = open_store(f"sqlite:///{Path(stack.env['ADVLAB_HOME']) / 'advlab.db'}")
+    store = open_store(_database_url(stack))
     headers = {}
     try:
         for name in USERS:
@@ -96,3 +104,94 @@ def test_x_forwarded_for_is_the_client_address_when_the_proxy_is_trusted(proxied
     assert one_client == [401] * 20 + [429] * 5
     assert other_client == 401  # another client behind the same proxy is counted apart
     assert valid_from_blocked == 200
+
+
+# --------------------------------------------------------------------------- idempotency per user
+
+
+def test_another_users_idempotency_key_is_invisible(lab):
+    stack, headers = lab
+    with stack.client() as client:
+        def submit(user: str, key: str, spec: dict) -> httpx.Response:
+            return client.post("/v1/experiments", json=spec,
+                               headers={**headers[user], "Idempotency-Key": key})
+
+        alices = submit("alice", "walkthrough-1", tiny_spec(name="alice's"))
+        assert alices.status_code == 202
+        bobs = submit("bob", "walkthrough-1", tiny_spec(name="bob's, another spec"))
+        assert bobs.status_code == 202 and bobs.json()["id"] != alices.json()["id"]
+        assert client.get(f"/v1/experiments/{bobs.json()['id']}",
+                          headers=headers["bob"]).json()["owner"] == "bob"
+        # each replay finds its own user's job
+        assert submit("bob", "walkthrough-1", tiny_spec(name="bob's, another spec")).json()[
+            "id"] == bobs.json()["id"]
+        assert submit("alice", "walkthrough-1", tiny_spec(name="alice's")).json()[
+            "id"] == alices.json()["id"]
+        sweep = {"name": "s", "base": tiny_spec(), "grid": {"learner.width": [4, 8]}}
+        first = client.post("/v1/sweeps", json=sweep, headers={**headers["alice"],
+                                                                "Idempotency-Key": "sweep-1"})
+        second = client.post("/v1/sweeps", json=sweep, headers={**headers["bob"],
+                                                                 "Idempotency-Key": "sweep-1"})
+        assert first.status_code == second.status_code == 202
+        assert first.json()["id"] != second.json()["id"]
+        assert client.get(f"/v1/sweeps/{second.json()['id']}",
+                          headers=headers["bob"]).json()["owner"] == "bob"
+
+
+# --------------------------------------------------------------------------- atomic quotas
+
+QUOTA = 5
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql",
+                                                                marks=pytest.mark.postgres)])
+def quota_lab(request, tmp_path_factory):
+    """A server with ADVLAB_MAX_ACTIVE_PER_USER=5 on each backend (no worker: jobs stay queued)."""
+    env = {"ADVLAB_MAX_ACTIVE_PER_USER": str(QUOTA)}
+    root = tmp_path_factory.mktemp(f"quota-{request.param}")
+    if request.param == "sqlite":
+        stack, headers = _lab(root, **env)
+        yield stack, headers
+        stack.close()
+        return
+    pg_url = request.getfixturevalue("pg_url")
+    with throwaway_pg_database("advlab_quota", pg_url) as url:
+        stack, headers = _lab(root, ADVLAB_DATABASE_URL=url, **env)
+        yield stack, headers
+        stack.close()
+
+
+def _concurrently(stack: Stack, n: int, method: str, path: str, body: dict,
+                  headers: dict[str, str]) -> list[int]:
+    """n requests released together from n threads, each on its own connection."""
+    start = threading.Barrier(n)
+
+    def one(_: int) -> int:
+        with httpx.Client(base_url=stack.base_url, timeout=120) as client:
+            start.wait()
+            return client.request(method, path, json=body, headers=headers).status_code
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def _active(stack: Stack, headers: dict[str, str]) -> int:
+    with stack.client() as client:
+        body = client.get("/v1/experiments?owner=me&status=queued&status=running&limit=200",
+                          headers=headers).json()
+    return len(body["items"])
+
+
+def test_30_concurrent_submits_at_quota_5_create_exactly_5(quota_lab):
+    stack, headers = quota_lab
+    codes = _concurrently(stack, 30, "POST", "/v1/experiments", tiny_spec(), headers["alice"])
+    assert sorted(codes) == [202] * QUOTA + [429] * (30 - QUOTA)
+    assert _active(stack, headers["alice"]) == QUOTA
+
+
+def test_concurrent_sweeps_are_admitted_whole_or_refused_whole(quota_lab):
+    stack, headers = quota_lab
+    sweep = {"name": "s", "base": tiny_spec(), "grid": {"learner.width": [4, 8]}}
+    codes = _concurrently(stack, 10, "POST", "/v1/sweeps", sweep, headers["bob"])
+    assert sorted(codes) == [202] * 2 + [429] * 8  # 2 x 2 members; a third would need 6 > 5
+    assert _active(stack, headers["bob"]) == 4
