@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -28,11 +29,14 @@ from service.store.base import (
 )
 from service.store.downsample import read_series
 from service.store.series import BLK, write_points
+from service.store.public_error import public_error
 from service.store.quota_lock import admit, lock_owner
 from service.store.orm import ExperimentRow, MatrixRow, MetricPointRow, MetricSeriesRow, UtcDateTime
 from service.store.session import Sessions
 from service.store.sweeps import SweepStoreMixin
 from service.store.users import UserStoreMixin
+
+log = logging.getLogger("advlab.store")
 
 E = ExperimentRow.__table__
 P = MetricPointRow.__table__
@@ -64,7 +68,10 @@ def _finite(obj: Any) -> Any:
 
 def _to_experiment(row: sa.Row) -> Experiment:
     m = row._mapping
-    return Experiment(**{col.name: m[col.name] for col in E.columns})
+    values = {col.name: m[col.name] for col in E.columns}
+    if values["error"]:  # rows settled before errors were scrubbed on write
+        values["error"] = public_error(values["error"])
+    return Experiment(**values)
 
 
 def _encode_cursor(created_at: datetime, experiment_id: str) -> str:
@@ -257,7 +264,11 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # sweeps.py; users.py (
                summary: dict[str, Any] | None = None, error: str | None = None) -> Experiment:
         if status not in TERMINAL:
             raise ValueError(f"finish() needs a terminal status, got {status!r}")
-        values: dict[str, Any] = dict(status=status, summary=_finite(summary), error=error,
+        shown = public_error(error)
+        if shown != error:  # the full text stays server-side, in the log, with the job's id
+            log.info("experiment %s attempt %d settled %s; full error: %s", experiment_id,
+                     attempt, status, error, extra={"experiment_id": experiment_id})
+        values: dict[str, Any] = dict(status=status, summary=_finite(summary), error=shown,
                                       finished_at=utcnow())
         if status == "succeeded":
             values["step"] = E.c.total_steps

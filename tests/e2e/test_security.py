@@ -195,3 +195,35 @@ def test_concurrent_sweeps_are_admitted_whole_or_refused_whole(quota_lab):
     codes = _concurrently(stack, 10, "POST", "/v1/sweeps", sweep, headers["bob"])
     assert sorted(codes) == [202] * 2 + [429] * 8  # 2 x 2 members; a third would need 6 > 5
     assert _active(stack, headers["bob"]) == 4
+
+
+# --------------------------------------------------------------------------- no server internals
+
+
+def test_a_failing_jobs_error_shows_type_and_message_but_no_path_and_the_log_has_them(lab):
+    import re
+    import time
+
+    stack, headers = lab
+    empty = stack.root / "no-datasets-here"
+    stack.env["ADVLAB_DATASET_DIR"] = str(empty)
+    stack.start_worker("failing-worker")
+    spec = {**tiny_spec(name="missing data"), "data": {"kind": "image", "dataset": "mnist"},
+            "learner": {"kind": "mlp"}}
+    with stack.client() as client:
+        eid = client.post("/v1/experiments", json=spec, headers=headers["alice"]).json()["id"]
+        deadline, body = time.monotonic() + 180, {}
+        while time.monotonic() < deadline:
+            body = client.get(f"/v1/experiments/{eid}", headers=headers["bob"]).json()
+            if body["status"] in ("succeeded", "failed", "canceled"):
+                break
+            time.sleep(0.5)
+    assert body["status"] == "failed", stack.log_text("failing-worker")[-3000:]
+    error = body["error"]
+    assert error.startswith("FileNotFoundError: data set 'mnist' not found")
+    assert "…/" in error  # the dataset directory, shortened
+    assert not re.search(r"(?<![\w.:/~…])/[\w.-]+/", error), error  # no absolute path
+    assert str(stack.root) not in error and "Traceback" not in error and 'File "' not in error
+    log = stack.log_text("failing-worker")
+    full = [line for line in log.splitlines() if eid in line and str(empty) in line]
+    assert full, log[-3000:]  # the full text is in the worker's log, with the experiment id
