@@ -31,7 +31,7 @@ def migrate(
     revision: str = typer.Argument("head", help="Alembic revision to upgrade to."),
 ) -> None:
     """Upgrade the database (ADVLAB_DATABASE_URL, default SQLite under ADVLAB_HOME) to `revision`."""
-    from service.store.migrate import upgrade
+    from lab.store.migrate import upgrade
 
     upgrade(revision)
     typer.echo(f"database at {revision}")

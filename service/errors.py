@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.hardening import replaying
 from service.spec_paths import json_path, kinds_at
-from service.store.base import IllegalTransition, NotFound, SchemaOutOfDate
+from lab.store.base import IllegalTransition, NotFound, SchemaOutOfDate
 
 
 log = logging.getLogger("advlab.api")

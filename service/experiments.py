@@ -1,5 +1,5 @@
 """Service functions behind the experiment routes: routers parse, call one of these, return a
-schema. Everything here talks to the store interface (service.store.base) and to an `enqueue`
+schema. Everything here talks to the store interface (lab.store.base) and to an `enqueue`
 callable, never to SQL or Celery directly, so the rules live in one place:
 
 - a job is enqueued only after its row is committed (create_experiment commits before returning);
@@ -21,13 +21,13 @@ from advcore import __version__ as ADVCORE_VERSION
 from advcore.spec import ExperimentSpec
 from service import quotas
 from service.auth import LOCAL_USER, Principal
-from service.config import Settings
+from lab.config import Settings
 from service.errors import Conflict, FieldError
 from service.limits import check_limits
 from service.schemas import (CorrelationsRead, ExperimentPage, ExperimentRead, Links, MatrixRead,
                              MetricsRead, Progress, Series, Submitted)
 from service.spec_paths import spec_path_exists
-from service.store.base import (TERMINAL, Experiment, ExperimentFilter, IllegalTransition,
+from lab.store.base import (TERMINAL, Experiment, ExperimentFilter, IllegalTransition,
                                 MetricPoint, NotFound, QuotaExceeded, Store)
 
 log = logging.getLogger("advlab.api")

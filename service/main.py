@@ -16,12 +16,12 @@ from fastapi import FastAPI
 from advcore import __version__
 from service.api.routes import api_router, root_router
 from service.api.routes.health import RequestTimer, Telemetry
-from service.config import Settings, get_settings
+from lab.config import Settings, get_settings
 from service.errors import BodyLimitMiddleware, install_error_handlers
 from fastapi.middleware.cors import CORSMiddleware
 from service.auth import install_auth
 from service.hardening import RequestContextMiddleware, StrictJsonMiddleware
-from service.logging import configure_logging
+from lab.logging import configure_logging
 from service.schemas import Error
 
 DESCRIPTION = """Experiments on the theory of adversarial examples.
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from service.store import open_store
+        from lab.store import open_store
 
         store = open_store(settings.resolved_database_url, check_schema=True)
         app.state.store = store

@@ -3,9 +3,9 @@
 - Quota: a user may have at most `max_active_per_user` queued + running jobs; a submit (or a
   sweep, counting all its members: admitted whole or refused whole) beyond that is a 429 with
   Retry-After. The store checks and inserts in one transaction under a per-user lock
-  (service.store.quota_lock), so concurrent submits never overshoot.
+  (lab.store.quota_lock), so concurrent submits never overshoot.
 - Priority: an integer query parameter of the submit (`?priority=N`, default 0); it orders the
-  user's OWN jobs in the fair claim (service.store.users) and breaks ties between users, so it
+  user's OWN jobs in the fair claim (lab.store.users) and breaks ties between users, so it
   can never starve another user. Non-admins are bounded by |N| <= `max_priority` (422 beyond).
 - Queues: the spec's `device` routes the job: `cuda` → `gpu_queue` ("gpu"), `auto`/`cpu` →
   `cpu_queue` (default: `queue`, so the embedded default and `advlab worker` keep working).
@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from service.auth import Principal, TooManyRequests
-from service.config import Settings
+from lab.config import Settings
 from service.errors import FieldError
-from service.store.base import QuotaExceeded
+from lab.store.base import QuotaExceeded
 
 ADMIN_MAX_PRIORITY = 1000
 

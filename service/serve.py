@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from service.config import Settings, get_settings
+from lab.config import Settings, get_settings
 
 log = logging.getLogger("advlab.serve")
 
@@ -90,7 +90,7 @@ class _Restart:
 def serve(host: str | None = None, port: int | None = None, workers: int = 1, *,
           settings: Settings | None = None) -> int:
     """Run until Ctrl-C / SIGTERM (returns 0) or until the API process exits (its code)."""
-    from service.store.migrate import upgrade
+    from lab.store.migrate import upgrade
     from worker.launch import ensure_home, settings_env, worker_command
     from worker.reaper import start_reaper
 

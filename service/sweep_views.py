@@ -16,7 +16,7 @@ from service import sweeps as svc
 from service.errors import Conflict
 from service.experiments import to_read as experiment_read
 from service.schemas import ExperimentRead
-from service.store.base import Experiment, Store, Sweep
+from lab.store.base import Experiment, Store, Sweep
 
 if TYPE_CHECKING:
     import pandas as pd

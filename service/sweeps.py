@@ -30,13 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from advcore import __version__ as ADVCORE_VERSION
 from advcore.spec import ExperimentSpec, format_radius
-from service.config import Settings
+from lab.config import Settings
 from service.errors import Conflict, FieldError, LimitExceeded
 from service.limits import check_limits
 from service.spec_paths import json_path, spec_path_exists
 from service import quotas  # engineer J
 from service.auth import Principal
-from service.store.base import (TERMINAL, Experiment, NewSweepMember, QuotaExceeded, Store,
+from lab.store.base import (TERMINAL, Experiment, NewSweepMember, QuotaExceeded, Store,
                                 Sweep)
 
 Enqueue = Callable[[str], None]
@@ -216,7 +216,7 @@ def create(store: Store, settings: Settings, enqueue: Enqueue, req: SweepCreate,
 
 def cancel(store: Store, sweep_id: str) -> list[Experiment]:
     """Cancel every member that is still queued or running (the others are left alone)."""
-    from service.store.base import IllegalTransition
+    from lab.store.base import IllegalTransition
 
     out = []
     for exp in store.sweep_experiments(sweep_id):

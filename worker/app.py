@@ -16,7 +16,7 @@ from pathlib import Path
 
 from celery import Celery
 
-from service.config import Settings, get_settings
+from lab.config import Settings, get_settings
 
 TASK_NAME = "advlab.run_experiment"
 

@@ -7,7 +7,7 @@ worker picked up), so a broker error is raised to the caller, who logs it; the r
 
 from __future__ import annotations
 
-from service.config import Settings, get_settings
+from lab.config import Settings, get_settings
 from worker.app import TASK_NAME, app_for
 
 

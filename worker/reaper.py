@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-from service.config import Settings, get_settings
-from service.store.base import ExperimentFilter, Store, StoreError
+from lab.config import Settings, get_settings
+from lab.store.base import ExperimentFilter, Store, StoreError
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import sqlalchemy.exc
 from celery import signals
 from celery.exceptions import Reject
 
-from service.config import Settings, get_settings
-from service.logging import configure_logging, experiment_id_var
-from service.store.base import StaleAttempt, Store, StoreError
+from lab.config import Settings, get_settings
+from lab.logging import configure_logging, experiment_id_var
+from lab.store.base import StaleAttempt, Store, StoreError
 from worker.app import TASK_NAME, celery_app
 from worker.observer import StoreObserver
 
@@ -42,7 +42,7 @@ def store_for(url: str) -> Store:
     """One store (engine + pool) per process and URL, opened on first use."""
     with _STORES_LOCK:
         if url not in _STORES:
-            from service.store import open_store
+            from lab.store import open_store
 
             _STORES[url] = open_store(url)
         return _STORES[url]

@@ -24,7 +24,7 @@ def _database_url(stack: Stack) -> str:
 
 def _add_users(stack: Stack) -> dict[str, dict[str, str]]:
     """alice and bob with one token each → their Authorization headers."""
-    from service.store import open_store
+    from lab.store import open_store
 
     store = open_store(_database_url(stack))
     headers = {}

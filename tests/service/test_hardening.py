@@ -12,7 +12,7 @@ import pytest
 
 from service.auth import generate_token, hash_token
 from service.failure_limiter import FailureLimiter
-from service.logging import JsonFormatter, RedactFilter
+from lab.logging import JsonFormatter, RedactFilter
 from tests.service.api_support import make_api, migrated_sqlite, spec  # noqa: F401
 
 JSON = {"Content-Type": "application/json"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import traceback
 
-from service.store.public_error import public_error
+from lab.store.public_error import public_error
 from tests.service.api_support import make_api, migrated_sqlite, spec  # noqa: F401
 
 

@@ -12,7 +12,7 @@ import statistics
 
 import pytest
 
-from service.store.base import MetricPoint
+from lab.store.base import MetricPoint
 from service.sweeps import flatten_summary, grid_points, set_path, sweep_status
 from tests.service.api_support import make_api, migrated_sqlite, spec  # noqa: F401
 

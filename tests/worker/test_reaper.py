@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from service.store import open_store
+from lab.store import open_store
 from worker.enqueue import enqueue_experiment, queue_depth
 from worker.reaper import Reaper, ReaperThread
 

@@ -19,9 +19,9 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 from advcore import __version__
 from service.api.deps import SettingsDep, StoreDep
-from service.config import Settings
+from lab.config import Settings
 from service.schemas import Health
-from service.store.base import ExperimentFilter, Store
+from lab.store.base import ExperimentFilter, Store
 
 log = logging.getLogger("advlab.api")
 

@@ -1,7 +1,7 @@
 """The store interface: what the API and the worker may ask of persistence.
 
 Implementations return the domain objects below, never ORM rows, and raise the domain errors
-below (never IntegrityError and friends). `service.store.sql.SqlStore` is the SQL implementation
+below (never IntegrityError and friends). `lab.store.sql.SqlStore` is the SQL implementation
 (SQLite default, PostgreSQL for a lab server).
 """
 
@@ -258,7 +258,7 @@ class Store(abc.ABC):
         """Raise if the database cannot be reached."""
 
     # ---------------------------------------------------------------- sweeps (engineer I;
-    # implemented by service.store.sweeps.SweepStoreMixin)
+    # implemented by lab.store.sweeps.SweepStoreMixin)
 
     @abc.abstractmethod
     def create_sweep(
@@ -293,7 +293,7 @@ class Store(abc.ABC):
         """Delete the sweep and its member links (not the experiments). Raises NotFound."""
 
     # ---------------------------------------------------------------- users, tokens, fair claim
-    # (engineer J; implemented by service.store.users.UserStoreMixin)
+    # (engineer J; implemented by lab.store.users.UserStoreMixin)
 
     @abc.abstractmethod
     def create_user(self, name: str, *, is_admin: bool = False) -> "User":

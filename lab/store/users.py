@@ -25,8 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.store.base import ApiToken, Duplicate, Experiment, NotFound, User
-from service.store.orm import Base, ExperimentRow, UtcDateTime
+from lab.store.base import ApiToken, Duplicate, Experiment, NotFound, User
+from lab.store.orm import Base, ExperimentRow, UtcDateTime
 
 CLAIM_CANDIDATES = 8  # fair-order candidates tried per round (others may win the race for one)
 CLAIM_ROUNDS = 3
@@ -71,7 +71,7 @@ def _token(row: sa.Row) -> ApiToken:
 
 
 class UserStoreMixin:
-    """User/token methods and the fair claim of SqlStore (service.store.base.Store documents
+    """User/token methods and the fair claim of SqlStore (lab.store.base.Store documents
     them). Needs `self.sessions` and `self.start_attempt` from the class it is mixed into."""
 
     # ------------------------------------------------------------------ users
@@ -135,7 +135,7 @@ class UserStoreMixin:
     # ------------------------------------------------------------------ quotas and fair claim
 
     def count_active(self, owner: str) -> int:
-        from service.store.quota_lock import count_active
+        from lab.store.quota_lock import count_active
 
         with self.sessions.read() as s:
             return count_active(s, owner)

@@ -168,5 +168,5 @@ class MatrixRow(Base):
     )
 
 
-from service.store import sweeps as _sweeps  # noqa: E402,F401  (its tables join Base.metadata)
-from service.store import users as _users  # noqa: E402,F401  (engineer J: users, api_tokens)
+from lab.store import sweeps as _sweeps  # noqa: E402,F401  (its tables join Base.metadata)
+from lab.store import users as _users  # noqa: E402,F401  (engineer J: users, api_tokens)

@@ -4,7 +4,7 @@
 the owner's queued + running jobs, and raises QuotaExceeded when `adding` more would exceed
 `max_active`; the caller inserts in the same transaction and the lock holds until its commit.
 - PostgreSQL: a transaction-level advisory lock on the owner's name (other users never wait).
-- SQLite: write transactions already begin with `BEGIN IMMEDIATE` (service.store.session),
+- SQLite: write transactions already begin with `BEGIN IMMEDIATE` (lab.store.session),
   which holds the database's single write lock from the first statement: nothing to add.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from service.store.base import QuotaExceeded
-from service.store.orm import ExperimentRow
+from lab.store.base import QuotaExceeded
+from lab.store.orm import ExperimentRow
 
 E = ExperimentRow.__table__
 LOCK_NAMESPACE = "advlab.owner:"

@@ -22,19 +22,19 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.store import filters
-from service.store.base import (
+from lab.store import filters
+from lab.store.base import (
     TERMINAL, CorrelationMatrix, Experiment, ExperimentFilter, IllegalTransition, MetricPoint,
     NotFound, Page, StaleAttempt, Status, Store, StoreError,
 )
-from service.store.downsample import read_series
-from service.store.series import BLK, write_points
-from service.store.public_error import public_error
-from service.store.quota_lock import admit, lock_owner
-from service.store.orm import ExperimentRow, MatrixRow, MetricPointRow, MetricSeriesRow, UtcDateTime
-from service.store.session import Sessions
-from service.store.sweeps import SweepStoreMixin
-from service.store.users import UserStoreMixin
+from lab.store.downsample import read_series
+from lab.store.series import BLK, write_points
+from lab.store.public_error import public_error
+from lab.store.quota_lock import admit, lock_owner
+from lab.store.orm import ExperimentRow, MatrixRow, MetricPointRow, MetricSeriesRow, UtcDateTime
+from lab.store.session import Sessions
+from lab.store.sweeps import SweepStoreMixin
+from lab.store.users import UserStoreMixin
 
 log = logging.getLogger("advlab.store")
 

@@ -1,8 +1,8 @@
-"""Persistence: `open_store()` gives the Store (service.store.base) the API and the worker use."""
+"""Persistence: `open_store()` gives the Store (lab.store.base) the API and the worker use."""
 
 from __future__ import annotations
 
-from service.store.base import SchemaOutOfDate, Store
+from lab.store.base import SchemaOutOfDate, Store
 
 __all__ = ["open_store", "Store"]
 
@@ -10,10 +10,10 @@ __all__ = ["open_store", "Store"]
 def open_store(url: str | None = None, *, check_schema: bool = True) -> Store:
     """A SqlStore on `url` (default: Settings.resolved_database_url). Raises SchemaOutOfDate
     unless the database is at the Alembic head: the app refuses an out-of-date schema."""
-    from service.config import get_settings
-    from service.store.migrate import current, head_revisions
-    from service.store.session import make_engine
-    from service.store.sql import SqlStore
+    from lab.config import get_settings
+    from lab.store.migrate import current, head_revisions
+    from lab.store.session import make_engine
+    from lab.store.sql import SqlStore
 
     settings = get_settings()
     engine = make_engine(url or settings.resolved_database_url)

@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.store.base import Experiment, NewSweepMember, NotFound, StoreError, Sweep, SweepMember
-from service.store.orm import Base, ExperimentRow, JsonType, UtcDateTime
+from lab.store.base import Experiment, NewSweepMember, NotFound, StoreError, Sweep, SweepMember
+from lab.store.orm import Base, ExperimentRow, JsonType, UtcDateTime
 
 
 class SweepRow(Base):
@@ -80,8 +80,8 @@ def _to_sweep(row: sa.Row, members: Sequence[sa.Row]) -> Sweep:
 
 
 class SweepStoreMixin:
-    """Sweep methods of SqlStore (service.store.base.Store documents them). Needs `self.sessions`
-    (service.store.session.Sessions) from the class it is mixed into."""
+    """Sweep methods of SqlStore (lab.store.base.Store documents them). Needs `self.sessions`
+    (lab.store.session.Sessions) from the class it is mixed into."""
 
     def _read_sweep(self, session, sweep_id: str) -> Sweep:
         row = session.execute(sa.select(SW).where(SW.c.id == sweep_id)).one_or_none()
@@ -96,8 +96,8 @@ class SweepStoreMixin:
                      members: Sequence[NewSweepMember], idempotency_key: str | None = None,
                      owner: str | None = None, priority: int = 0, max_active: int | None = None,
                      ) -> tuple[Sweep, list[Experiment], bool]:
-        from service.store.quota_lock import admit, lock_owner  # it imports orm, which imports us
-        from service.store.sql import _finite, _to_experiment, utcnow  # sql.py imports this module
+        from lab.store.quota_lock import admit, lock_owner  # it imports orm, which imports us
+        from lab.store.sql import _finite, _to_experiment, utcnow  # sql.py imports this module
 
         def existing(session) -> tuple[Sweep, list[Experiment]] | None:
             same_owner = SW.c.owner.is_(None) if owner is None else SW.c.owner == owner
@@ -154,7 +154,7 @@ class SweepStoreMixin:
             return self._read_sweep(s, sweep_id)
 
     def sweep_experiments(self, sweep_id: str) -> list[Experiment]:
-        from service.store.sql import _to_experiment
+        from lab.store.sql import _to_experiment
 
         with self.sessions.read() as s:
             if s.execute(sa.select(SW.c.id).where(SW.c.id == sweep_id)).first() is None:
