@@ -135,15 +135,10 @@ class UserStoreMixin:
     # ------------------------------------------------------------------ quotas and fair claim
 
     def count_active(self, owner: str) -> int:
-        with self.sessions.read() as s:
-            return int(s.execute(sa.select(sa.func.count()).select_from(E).where(
-                E.c.owner == owner, E.c.status.in_(("queued", "running")))).scalar_one())
-
-    def find_by_idempotency_key(self, key: str) -> Experiment | None:
+        from lab.store.quota_lock import count_active
 
         with self.sessions.read() as s:
-            row = s.execute(sa.select(E).where(E.c.idempotency_key == key)).one_or_none()
-        return None if row is None else _to_experiment(row)
+            return count_active(s, owner)
 
     def _fair_candidates(self, queue: str | None) -> list[str]:
         owner = sa.func.coalesce(E.c.owner, "")
