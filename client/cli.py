@@ -44,7 +44,7 @@ def serve(
     workers: int = typer.Option(1, help="Celery worker processes to start beside the API."),
 ) -> None:
     """Migrate, then run the API and a real Celery worker (embedded default: SQLite + filesystem broker)."""
-    from service.serve import serve as _serve
+    from launcher.serve import serve as _serve
 
     _serve(host=host, port=port, workers=workers)
 

@@ -73,7 +73,9 @@ class Settings(BaseSettings):
     cpu_queue: str | None = None  # queue of device auto/cpu jobs; default: `queue`
     gpu_queue: str = "gpu"  # queue of device cuda jobs (`advlab worker --queues gpu`)
     cors_origins: str = ""  # comma-separated origins allowed by CORS; empty: CORS off
-    auth_failures_per_minute: int = 20  # bad tokens per client IP per minute before 429
+    auth_failures_per_minute: int = 20  # bad tokens per (client, token prefix) a minute; then 429
+    limiter_url: str | None = None  # redis://... shares the bad-token limiter between API processes
+    trusted_proxies: str = ""  # proxy addresses whose X-Forwarded-For is believed; "": none
     log_format: Literal["json", "text"] = "json"  # advlab.* loggers (request and job logs)
 
     @property

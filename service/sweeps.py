@@ -46,7 +46,8 @@ from service.limits import check_limits
 from service.spec_paths import json_path, spec_path_exists
 from service import quotas  # engineer J
 from service.auth import Principal
-from lab.store.base import TERMINAL, Experiment, NewSweepMember, Store, Sweep
+from lab.store.base import (TERMINAL, Experiment, NewSweepMember, QuotaExceeded, Store,
+                                Sweep)
 
 Enqueue = Callable[[str], None]
 SeedMode = Literal["batched", "separate"]
@@ -284,20 +285,23 @@ def create(store: Store, settings: Settings, enqueue: Enqueue, req: SweepCreate,
            idempotency_key: str | None = None, *, user: Principal | None = None,
            priority: int = 0) -> tuple[Sweep, bool]:
     """Expand, store the sweep and all members in one transaction, then enqueue each member.
-    An Idempotency-Key replay returns the stored sweep and enqueues nothing. The members count
-    against the user's quota (429) and are owned by the user (engineer J)."""
+    A replay of this user's Idempotency-Key returns the stored sweep and enqueues nothing. The
+    members count against the user's quota (429, the whole sweep or nothing) and are the
+    user's."""
     from service.experiments import LOCAL, _enqueue_after_commit
 
     user = user or LOCAL
     members = [p.member for p in expand(req, settings)]
     quotas.check_priority(user, priority, settings)
-    quotas.check_active(store, user, settings, adding=len(members))
     grid = [(path, list(values)) for path, values in req.grid.items()]
     seeds = list(req.seeds or _base_spec(req).seed_list)
-    sweep, experiments, created = store.create_sweep(
-        name=req.name, tags=list(req.tags), base_spec=req.base, grid=grid, seeds=seeds,
-        seed_mode=req.seed_mode, members=members, idempotency_key=idempotency_key,
-        owner=user.name, priority=priority)
+    try:
+        sweep, experiments, created = store.create_sweep(
+            name=req.name, tags=list(req.tags), base_spec=req.base, grid=grid, seeds=seeds,
+            seed_mode=req.seed_mode, members=members, idempotency_key=idempotency_key,
+            owner=user.name, priority=priority, max_active=settings.max_active_per_user)
+    except QuotaExceeded as exc:  # the whole sweep is refused: nothing was stored
+        raise quotas.over_quota(user, settings, exc) from None
     if not created:
         if (sweep.grid, sweep.seeds, sweep.seed_mode) != (grid, seeds, req.seed_mode):
             raise Conflict(f"Idempotency-Key {idempotency_key!r} was already used for sweep "

@@ -10,7 +10,6 @@ readable error stored on the row.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import traceback
 
@@ -23,6 +22,7 @@ from lab.logging import configure_logging, experiment_id_var
 from lab.store.base import StaleAttempt, Store, StoreError
 from worker.app import TASK_NAME, celery_app
 from worker.observer import StoreObserver
+from worker.stores import store_for
 
 log = logging.getLogger(__name__)
 
@@ -34,33 +34,6 @@ TRANSIENT_DB_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.Interface
                        sqlalchemy.exc.TimeoutError)
 
 
-_STORES: dict[str, Store] = {}
-_STORES_LOCK = threading.Lock()
-
-
-def store_for(url: str) -> Store:
-    """One store (engine + pool) per process and URL, opened on first use."""
-    with _STORES_LOCK:
-        if url not in _STORES:
-            from lab.store import open_store
-
-            _STORES[url] = open_store(url)
-        return _STORES[url]
-
-
-def _forget_inherited_stores() -> None:
-    """In a forked pool child: drop the parent's pools without closing its connections (closing
-    would talk on sockets the parent still uses); the child opens its own on first use."""
-    global _STORES_LOCK
-    _STORES_LOCK = threading.Lock()  # another parent thread may have held it at fork time
-    for store in _STORES.values():
-        engine = getattr(store, "engine", None)
-        if engine is not None:
-            engine.dispose(close=False)
-    _STORES.clear()
-
-
-os.register_at_fork(after_in_child=_forget_inherited_stores)
 
 
 def readable_error(exc: BaseException) -> str:
@@ -154,7 +127,7 @@ def execute(
 
 
 def _hand_back(store: Store, settings: Settings, experiment_id: str, attempt: int) -> str:
-    from worker.enqueue import enqueue_experiment
+    from lab.queue import enqueue_experiment
 
     try:  # a graceful hand-back is not a lost attempt: it never exhausts max_attempts
         requeued = store.requeue(experiment_id, attempt, max_attempts=attempt + 1)

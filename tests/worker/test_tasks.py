@@ -10,7 +10,7 @@ from advcore.observe import MatrixRecord, MetricRecord
 from lab.store.base import MetricPoint
 from lab.store.sql import SqlStore
 from tests.worker.conftest import small_spec
-from worker.enqueue import queue_depth
+from lab.queue import queue_depth
 from worker.observer import StoreObserver
 from worker.tasks import execute, readable_error
 

@@ -40,9 +40,17 @@ def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
                             preexec_fn=_die_with_parent if _LIBC is not None else None)
 
 
-def api_command(host: str, port: int) -> list[str]:
+def proxy_args(trusted_proxies: str) -> list[str]:
+    """uvicorn's forwarded-header trust: only the configured proxies (its default trusts any
+    X-Forwarded-For sent from 127.0.0.1, which lets a local caller pose as any address)."""
+    if not trusted_proxies.strip():
+        return ["--no-proxy-headers"]
+    return ["--proxy-headers", "--forwarded-allow-ips", trusted_proxies.strip()]
+
+
+def api_command(host: str, port: int, trusted_proxies: str = "") -> list[str]:
     return [sys.executable, "-m", "uvicorn", "service.main:app", "--host", host, "--port", str(port),
-            "--log-level", "info", "--no-access-log"]
+            "--log-level", "info", "--no-access-log", *proxy_args(trusted_proxies)]
 
 
 def stop_processes(procs: list[subprocess.Popen], grace_s: float = STOP_GRACE_S) -> None:
@@ -95,7 +103,7 @@ def serve(host: str | None = None, port: int | None = None, workers: int = 1, *,
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    api = _spawn(api_command(host, port), env)
+    api = _spawn(api_command(host, port, settings.trusted_proxies), env)
     worker_procs = [_spawn(worker_command(settings=settings), env) for _ in range(max(0, workers))]
     reaper = start_reaper(settings)
     print(f"advlab: API on http://{host}:{port} (docs: /docs), {len(worker_procs)} worker(s), "
