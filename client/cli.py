@@ -22,8 +22,11 @@ def run(
 ) -> None:
     """Run an experiment locally (no server): writes spec.json, summary.json and metrics.csv."""
     from advcore.run import run_local
+    from service.config import get_settings
+    from worker.placement import host_cores
 
-    run_local(spec, out, device=device, progress=not quiet)
+    threads = get_settings().torch_threads or host_cores()  # alone on the machine: every core
+    run_local(spec, out, device=device, progress=not quiet, threads=threads)
 
 
 @app.command()
