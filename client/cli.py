@@ -49,7 +49,9 @@ def serve(
     """Migrate, then run the API and a real Celery worker (embedded default: SQLite + filesystem broker)."""
     from service.serve import serve as _serve
 
-    _serve(host=host, port=port, workers=workers)
+    code = _serve(host=host, port=port, workers=workers)
+    if code:
+        raise typer.Exit(code)  # a child that could not be kept running: the reason is logged
 
 
 @app.command()
