@@ -18,34 +18,17 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import httpx
 
+from client.errors import TERMINAL, AdvlabError, JobFailed
 from client.overrides import parse_override, set_path  # noqa: F401  (public here too)
+from client.sweep import Sweep
+
+__all__ = ["TERMINAL", "AdvlabError", "Client", "Experiment", "JobFailed", "Sweep",
+           "parse_override", "set_path"]
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from client.sweep import Sweep
-
-TERMINAL = {"succeeded", "failed", "canceled"}
 RETRY_STATUS = {502, 503, 504}  # a restarting server / proxy: worth another try
-
-
-class AdvlabError(Exception):
-    """An HTTP error from the server, carrying its status code and message (for a 422 the
-    message names each offending field's JSON path)."""
-
-    def __init__(self, status_code: int, message: str, detail: Any = None) -> None:
-        super().__init__(f"HTTP {status_code}: {message}")
-        self.status_code = status_code
-        self.message = message
-        self.detail = detail
-
-
-class JobFailed(AdvlabError):
-    """`wait()` saw the experiment end failed or canceled (`.info` has the final state)."""
-
-    def __init__(self, message: str, info: dict) -> None:
-        super().__init__(409, message, info.get("error"))
-        self.info = info
 
 
 def _message(response: httpx.Response) -> tuple[str, Any]:
@@ -184,11 +167,9 @@ class Client:
     def sweep(self, base: dict | str | Path, grid: Mapping[str, list[Any]],
               seeds: list[int] | None = None, *, name: str = "sweep",
               tags: list[str] | None = None, seed_mode: str = "batched",
-              idempotency_key: str | None = None, **overrides: Any) -> "Sweep":
+              idempotency_key: str | None = None, **overrides: Any) -> Sweep:
         """POST /v1/sweeps: `base` (dict, file or template name, with dotted overrides) × `grid`
         {spec path: [values]} × `seeds`."""
-        from client.sweep import Sweep
-
         body_spec = self.load_spec(base)
         for path, value in overrides.items():
             set_path(body_spec, path, value)

@@ -22,7 +22,7 @@ def run(
 ) -> None:
     """Run an experiment locally (no server): writes spec.json, summary.json and metrics.csv."""
     from advcore.run import run_local
-    from service.config import get_settings
+    from lab.config import get_settings
     from worker.placement import host_cores
 
     threads = get_settings().torch_threads or host_cores()  # alone on the machine: every core
@@ -34,7 +34,7 @@ def migrate(
     revision: str = typer.Argument("head", help="Alembic revision to upgrade to."),
 ) -> None:
     """Upgrade the database (ADVLAB_DATABASE_URL, default SQLite under ADVLAB_HOME) to `revision`."""
-    from service.store.migrate import upgrade
+    from lab.store.migrate import upgrade
 
     upgrade(revision)
     typer.echo(f"database at {revision}")
@@ -47,7 +47,7 @@ def serve(
     workers: int = typer.Option(1, help="Celery worker processes to start beside the API."),
 ) -> None:
     """Migrate, then run the API and a real Celery worker (embedded default: SQLite + filesystem broker)."""
-    from service.serve import serve as _serve
+    from launcher.serve import serve as _serve
 
     code = _serve(host=host, port=port, workers=workers)
     if code:

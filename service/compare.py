@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from pydantic import BaseModel, Field
 
 from service.errors import FieldError
-from service.store.base import Experiment, NotFound, Store
+from lab.store.base import Experiment, NotFound, Store
 
 MAX_IDS = 20
 HIDDEN_SPEC_KEYS = {"name", "tags", "advlab_version"}

@@ -14,7 +14,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-from service.config import Settings
+from lab.config import Settings
 
 log = logging.getLogger(__name__)
 

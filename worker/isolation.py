@@ -31,8 +31,8 @@ from multiprocessing.connection import Connection
 
 import sqlalchemy.exc
 
-from service.config import Settings
-from service.store.base import StaleAttempt, Store
+from lab.config import Settings
+from lab.store.base import StaleAttempt, Store
 from worker.budget import Budget
 from worker.outcome import Outcome, RunResult
 
@@ -51,7 +51,7 @@ PRELOAD = [
     "advcore.data.images", "advcore.data.multi_cluster", "advcore.data.separated",
     "advcore.data.patch", "advcore.learners.cnn", "advcore.learners.mlp",
     "advcore.learners.resnet", "advcore.learners.two_layer", "advcore.learners.patch_cnn",
-    "service.store", "service.store.migrate", "service.store.sql", "worker.errors",
+    "lab.store", "lab.store.migrate", "lab.store.sql", "worker.errors",
     "worker.observer", "worker.placement", "worker.isolation",
 ]
 _CONTEXT = multiprocessing.get_context("forkserver")
@@ -130,7 +130,7 @@ def job_main(job: JobArgs, events: Connection, control: Connection) -> None:
     from advcore.observe import Canceled
     from advcore.run import run_experiment
     from advcore.spec import parse_spec
-    from service.store import open_store
+    from lab.store import open_store
     from worker.errors import readable_error
     from worker.observer import StoreObserver
 

@@ -15,7 +15,7 @@ import logging
 from typing import Callable, Sequence
 
 from advcore.observe import MatrixRecord, MetricRecord
-from service.store.base import CorrelationMatrix, MetricPoint, StaleAttempt, Store
+from lab.store.base import CorrelationMatrix, MetricPoint, StaleAttempt, Store
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from service.config import Settings
+from lab.config import Settings
 
 
 def host_cores() -> int:

@@ -25,15 +25,16 @@ from celery import signals
 from celery.exceptions import Reject
 
 from advcore.spec import ExperimentSpec
-from service.config import Settings, get_settings
-from service.logging import configure_logging, experiment_id_var
-from service.store.base import Experiment, StaleAttempt, Store, StoreError
+from lab.config import Settings, get_settings
+from lab.logging import configure_logging, experiment_id_var
+from lab.store.base import Experiment, StaleAttempt, Store, StoreError
 from worker.app import TASK_NAME, celery_app
 from worker.budget import budget_for
 from worker.errors import readable_error
 from worker.isolation import TRANSIENT_DB_ERRORS, JobArgs, run_attempt
 from worker.outcome import Outcome, RunResult
 from worker.placement import torch_threads
+from worker.stores import store_for
 
 log = logging.getLogger(__name__)
 
@@ -42,35 +43,6 @@ __all__ = ["Outcome", "execute", "readable_error", "run_experiment_task", "store
 # Set when this worker process is asked to shut down: the running job is stopped and goes back
 # to the queue at once (instead of waiting for the reaper after a restart).
 SHUTTING_DOWN = threading.Event()
-
-
-_STORES: dict[str, Store] = {}
-_STORES_LOCK = threading.Lock()
-
-
-def store_for(url: str) -> Store:
-    """One store (engine + pool) per process and URL, opened on first use."""
-    with _STORES_LOCK:
-        if url not in _STORES:
-            from service.store import open_store
-
-            _STORES[url] = open_store(url)
-        return _STORES[url]
-
-
-def _forget_inherited_stores() -> None:
-    """In a forked pool child: drop the parent's pools without closing its connections (closing
-    would talk on sockets the parent still uses); the child opens its own on first use."""
-    global _STORES_LOCK
-    _STORES_LOCK = threading.Lock()  # another parent thread may have held it at fork time
-    for store in _STORES.values():
-        engine = getattr(store, "engine", None)
-        if engine is not None:
-            engine.dispose(close=False)
-    _STORES.clear()
-
-
-os.register_at_fork(after_in_child=_forget_inherited_stores)
 
 
 class TransientJobError(Exception):
@@ -169,7 +141,7 @@ def execute(
 
 
 def _hand_back(store: Store, settings: Settings, experiment_id: str, attempt: int) -> Outcome:
-    from worker.enqueue import enqueue_experiment
+    from lab.queue import enqueue_experiment
 
     try:  # a graceful hand-back is not a lost attempt: it never exhausts max_attempts
         requeued = store.requeue(experiment_id, attempt, max_attempts=attempt + 1)

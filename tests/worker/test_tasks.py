@@ -7,10 +7,10 @@ import time
 from collections import Counter
 
 from advcore.observe import MatrixRecord, MetricRecord
-from service.store.base import MetricPoint
-from service.store.sql import SqlStore
+from lab.store.base import MetricPoint
+from lab.store.sql import SqlStore
 from tests.worker.conftest import small_spec
-from worker.enqueue import queue_depth
+from lab.queue import queue_depth
 from worker.observer import StoreObserver
 from worker.tasks import execute, readable_error
 

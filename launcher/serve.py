@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from service.config import Settings, get_settings
+from lab.config import Settings, get_settings
 
 log = logging.getLogger("advlab.serve")
 
@@ -41,9 +41,17 @@ def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
                             preexec_fn=_die_with_parent if _LIBC is not None else None)
 
 
-def api_command(host: str, port: int) -> list[str]:
+def proxy_args(trusted_proxies: str) -> list[str]:
+    """uvicorn's forwarded-header trust: only the configured proxies (its default trusts any
+    X-Forwarded-For sent from 127.0.0.1, which lets a local caller pose as any address)."""
+    if not trusted_proxies.strip():
+        return ["--no-proxy-headers"]
+    return ["--proxy-headers", "--forwarded-allow-ips", trusted_proxies.strip()]
+
+
+def api_command(host: str, port: int, trusted_proxies: str = "") -> list[str]:
     return [sys.executable, "-m", "uvicorn", "service.main:app", "--host", host, "--port", str(port),
-            "--log-level", "info", "--no-access-log"]
+            "--log-level", "info", "--no-access-log", *proxy_args(trusted_proxies)]
 
 
 def stop_processes(procs: list[subprocess.Popen], grace_s: float = STOP_GRACE_S) -> None:
@@ -126,7 +134,7 @@ def serve(host: str | None = None, port: int | None = None, workers: int = 1, *,
           settings: Settings | None = None) -> int:
     """Run until Ctrl-C / SIGTERM (returns 0), restarting children that die; returns 1 with the
     reason logged when one cannot be restarted."""
-    from service.store.migrate import upgrade
+    from lab.store.migrate import upgrade
     from worker.launch import ensure_home, settings_env, worker_command
     from worker.placement import worker_env
     from worker.reaper import start_reaper
@@ -141,7 +149,7 @@ def serve(host: str | None = None, port: int | None = None, workers: int = 1, *,
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    children = [Child("API", lambda: _spawn(api_command(host, port), env))]
+    children = [Child("API", lambda: _spawn(api_command(host, port, settings.trusted_proxies), env))]
     for i in range(workers):  # each with its share of the cores, and its GPU when there are several
         worker_environ = worker_env(i, workers, env)
         children.append(Child(f"worker {i}", lambda e=worker_environ: _spawn(
