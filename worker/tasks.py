@@ -147,7 +147,7 @@ def execute(
     if observer.stale:
         return "stale"
     try:
-        store.finish(experiment_id, attempt, "succeeded", summary=summary)
+        store.finish(experiment_id, attempt, "succeeded", summary=summary.to_stored())
     except StaleAttempt:
         return "stale"
     return "succeeded"
