@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from advcore.spec import format_radius, robust_metric
 
@@ -29,6 +29,11 @@ MAX_LISTED_FEATURES = 64  # per-feature correlations listed up to this many feat
 class _Summary(BaseModel):
     # unknown keys of an older stored summary are ignored, never an error
     model_config = ConfigDict(extra="ignore")
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler):
+        """Absent, not null: what a run did not measure is left out of the JSON."""
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class Accuracy(_Summary):
@@ -173,7 +178,7 @@ class RunSummary(SeedSummary):
 
     def to_stored(self) -> dict[str, Any]:
         """The JSON form the store keeps and the API returns."""
-        return self.model_dump(mode="json", exclude_none=True)
+        return self.model_dump(mode="json")
 
     def per_seed(self) -> list[SeedSummary]:
         """One summary per seed (a single-seed run is its own)."""

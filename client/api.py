@@ -21,6 +21,7 @@ import httpx
 from client.overrides import parse_override, set_path  # noqa: F401  (public here too)
 
 if TYPE_CHECKING:
+    from advcore.summary import RunSummary
     import pandas as pd
 
     from client.sweep import Sweep
@@ -226,8 +227,11 @@ class Experiment:
         return self.info()["status"]
 
     @property
-    def summary(self) -> dict | None:
-        return self.info().get("summary")
+    def summary(self) -> "RunSummary | None":
+        """The final summary (advcore.summary.RunSummary) once succeeded, else None."""
+        from advcore.summary import RunSummary
+
+        return RunSummary.from_stored(self.info().get("summary"))
 
     def wait(self, progress: bool = False, poll_s: float = 0.5, timeout_s: float | None = None,
              raise_on_failure: bool = True) -> dict:
