@@ -81,8 +81,8 @@ class Evaluator:
                 for radius, per_seed in zip(res.radii, acc):
                     out += self._records(robust_metric(split, attack.label, radius), per_seed, step)
                     if split == "test":
-                        results.append((attack.label, attack.norm, float(radius),
-                                        per_seed.detach().cpu()))
+                        results.append((attack.label, attack.kind, attack.norm,
+                                        float(radius), per_seed.detach().cpu()))
                 worst.add(attack, res.radii, res.margins)
                 if split == "test" and res.flags:
                     self.final.setdefault("flags", {})[attack.label] = _plain(res.flags)

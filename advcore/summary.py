@@ -23,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from advcore.spec import format_radius, robust_metric
 
 SUMMARY_VERSION = 2
+# attacks weaker by design (one step; one fixed direction): counted in the minimum, but their
+# numbers lying above it is expected and never flagged as a disagreement
+WEAK_BY_DESIGN = ("fgsm", "feature_direction")
 MAX_LISTED_FEATURES = 64  # per-feature correlations listed up to this many features per set
 
 
@@ -54,6 +57,7 @@ class RobustAccuracy(_Summary):
     radius: float
     accuracy: float | None
     norm: Literal["l2", "linf"] | None = None  # None in summaries stored before version 2
+    kind: str | None = None  # the attack's kind (fgsm, pgd, apgd, autoattack, ...)
 
 
 class RobustMin(_Summary):
@@ -70,7 +74,8 @@ class RobustMin(_Summary):
 
 class Disagreement(_Summary):
     """Attacks at one threat and radius whose own numbers lie more than `gap` above the lowest:
-    their robustness is an artefact (a weak or masked attack), as in the masking flags."""
+    their robustness is an artefact (a stalled or masked attack), as in the masking flags.
+    Attacks weak by design (WEAK_BY_DESIGN) are never named."""
 
     threat: str
     norm: Literal["l2", "linf"]
@@ -228,9 +233,10 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
 
 def disagreements(own: list[RobustAccuracy], mins: list[RobustMin], gap: float
                   ) -> list[Disagreement]:
-    """Per threat and radius of `mins`: the attacks whose own number exceeds the lowest own
-    number by more than `gap` (empty when all agree or only one attack ran)."""
+    """Per threat and radius of `mins`: the attacks (not weak by design) whose own number
+    exceeds the lowest own number by more than `gap` (none when all agree or one attack ran)."""
     by_label = {(r.attack, r.radius): r.accuracy for r in own}
+    weak = {r.attack for r in own if r.kind in WEAK_BY_DESIGN}
     out = []
     for m in mins:
         numbers = {a: by_label.get((a, m.radius)) for a in m.attacks}
@@ -239,7 +245,7 @@ def disagreements(own: list[RobustAccuracy], mins: list[RobustMin], gap: float
             continue
         lowest = min(numbers, key=numbers.get)
         floor = numbers[lowest]
-        above = {a: v for a, v in numbers.items() if v > floor + gap}
+        above = {a: v for a, v in numbers.items() if v > floor + gap and a not in weak}
         if not above:
             continue
         where = f"{m.norm} radius {format_radius(m.radius)}"
@@ -259,8 +265,9 @@ def feature_summary(values: list[float]) -> tuple[list[float] | None, FeatureSta
 
 def seed_summary(final: dict[str, Any], s: int, gap: float) -> SeedSummary:
     """Seed s of an Evaluator's `final` (per-seed tensors of the last evaluation)."""
-    own = [RobustAccuracy(attack=label, norm=norm, radius=radius, accuracy=float(acc[s]))
-           for label, norm, radius, acc in final.get("robust", [])]
+    own = [RobustAccuracy(attack=label, kind=kind, norm=norm, radius=radius,
+                          accuracy=float(acc[s]))
+           for label, kind, norm, radius, acc in final.get("robust", [])]
     numbers = {(r.attack, r.radius): r.accuracy for r in own}
     mins = [RobustMin(threat=threat, norm=norm, radius=radius, accuracy=float(acc[s]),
                       attacks=labels,
