@@ -23,9 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer
 from advcore.spec import format_radius, robust_metric
 
 SUMMARY_VERSION = 2
-# attacks weaker by design (one step; one fixed direction): counted in the minimum, but their
-# numbers lying above it is expected and never flagged as a disagreement
+# attacks weaker by design (one step; one fixed direction): counted in the minimum; their
+# numbers lying above it is listed, but is no reason for suspicion
 WEAK_BY_DESIGN = ("fgsm", "feature_direction")
+GAP_TOLERANCE = 1e-6  # accuracies are float32 means: a gap of exactly `gap` is no disagreement
 MAX_LISTED_FEATURES = 64  # per-feature correlations listed up to this many features per set
 
 
@@ -74,8 +75,8 @@ class RobustMin(_Summary):
 
 class Disagreement(_Summary):
     """Attacks at one threat and radius whose own numbers lie more than `gap` above the lowest:
-    their robustness is an artefact (a stalled or masked attack), as in the masking flags.
-    Attacks weak by design (WEAK_BY_DESIGN) are never named."""
+    their robustness is an artefact, as in the masking flags. `suspicious` when one of them is
+    not weak by design (WEAK_BY_DESIGN): a stalled or masked gradient attack."""
 
     threat: str
     norm: Literal["l2", "linf"]
@@ -85,7 +86,7 @@ class Disagreement(_Summary):
     lowest_accuracy: float
     above: dict[str, float]  # attack label -> its own number, each > lowest_accuracy + gap
     suspicious: bool = True
-    reasons: list[str] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list)  # one per suspicious attack
 
 
 class FeatureStats(_Summary):
@@ -192,7 +193,7 @@ class RunSummary(SeedSummary):
     def suspicious(self) -> list[str]:
         """Human-readable reasons to distrust a robust number: disagreements between attacks
         and the attacks' own masking flags."""
-        reasons = [reason for d in self.disagreements for reason in d.reasons]
+        reasons = [reason for d in self.disagreements if d.suspicious for reason in d.reasons]
         for label, flags in (self.attack_flags or {}).items():
             if flags.get("suspicious"):
                 reasons += [f"{label}: {r}" for r in flags.get("reasons") or []]
@@ -233,8 +234,10 @@ def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
 
 def disagreements(own: list[RobustAccuracy], mins: list[RobustMin], gap: float
                   ) -> list[Disagreement]:
-    """Per threat and radius of `mins`: the attacks (not weak by design) whose own number
-    exceeds the lowest own number by more than `gap` (none when all agree or one attack ran)."""
+    """Per threat and radius of `mins`: the attacks whose own number exceeds the lowest own
+    number by more than `gap` (none when all agree or one attack ran). Suspicious when one of
+    them is not weak by design: a multi-step gradient attack beaten by that much is stalled or
+    masked; fgsm or a fixed direction lagging is what they are."""
     by_label = {(r.attack, r.radius): r.accuracy for r in own}
     weak = {r.attack for r in own if r.kind in WEAK_BY_DESIGN}
     out = []
@@ -245,15 +248,16 @@ def disagreements(own: list[RobustAccuracy], mins: list[RobustMin], gap: float
             continue
         lowest = min(numbers, key=numbers.get)
         floor = numbers[lowest]
-        above = {a: v for a, v in numbers.items() if v > floor + gap and a not in weak}
+        above = {a: v for a, v in numbers.items() if v - floor > gap + GAP_TOLERANCE}
         if not above:
             continue
         where = f"{m.norm} radius {format_radius(m.radius)}"
         reasons = [f"at {where}, {a} reports {v:.3f}, more than {gap:g} above {lowest} "
-                   f"({floor:.3f}): its robustness is not real" for a, v in sorted(above.items())]
+                   f"({floor:.3f}): it overstates robustness (a stalled or masked attack)"
+                   for a, v in sorted(above.items()) if a not in weak]
         out.append(Disagreement(threat=m.threat, norm=m.norm, radius=m.radius, gap=gap,
                                 lowest=lowest, lowest_accuracy=floor, above=above,
-                                reasons=reasons))
+                                suspicious=bool(reasons), reasons=reasons))
     return out
 
 

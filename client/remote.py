@@ -20,7 +20,6 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from advcore.summary import RunSummary
 from client.api import AdvlabError, Client, JobFailed
 from client.overrides import parse_override
 
@@ -107,6 +106,8 @@ def submit(server: Server, spec: str, sets: Sequence[str], wait: bool, quiet: bo
 
 def summary_table(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     """A summary as (key, value) rows for display (RunSummary.rows), then why to distrust it."""
+    from advcore.summary import RunSummary  # pydantic only; not loaded before a summary is shown
+
     parsed = RunSummary.from_stored(dict(summary))
     if parsed is None:
         return []
@@ -125,6 +126,8 @@ def _summary_table(summary: dict) -> Table:
 def _headline(info: dict) -> str:
     """Clean test accuracy, the robust accuracy against all attacks at the largest radius of
     the first threat, and a warning when attacks disagree."""
+    from advcore.summary import RunSummary
+
     s = RunSummary.from_stored(info.get("summary"))
     if s is None:
         return ""
@@ -132,8 +135,9 @@ def _headline(info: dict) -> str:
     label, robust = s.headline()
     if robust is not None:
         parts.append(f"{label} {robust:.2f}")
-    if s.disagreements:
-        parts.append(f"attacks disagree at {len(s.disagreements)} radii")
+    suspicious = [d for d in s.disagreements if d.suspicious]
+    if suspicious:
+        parts.append(f"attacks disagree at {len(suspicious)} radii")
     return "; ".join(parts)
 
 

@@ -87,7 +87,7 @@ def key_results(exp: ExperimentRead) -> dict[str, Any]:
         return {"test": None, "robust": None, "robust_label": "", "disagree": False}
     label, robust = summary.headline()
     return {"test": summary.clean_accuracy.test, "robust": robust, "robust_label": label,
-            "disagree": bool(summary.disagreements)}
+            "disagree": any(d.suspicious for d in summary.disagreements)}
 
 
 def _sorted(items: list[ExperimentRead], sort: str) -> list[ExperimentRead]:
