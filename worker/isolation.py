@@ -139,7 +139,7 @@ def job_main(job: JobArgs, events: Connection, control: Connection) -> None:
         observer = StoreObserver(store, job.experiment_id, job.attempt,
                                  batch=job.settings.metric_batch,
                                  progress=lambda step, total: events.send(("progress", step)))
-        summary = run_experiment(parse_spec(job.spec), observer, device=job.device)
+        summary = run_experiment(parse_spec(job.spec), observer, device=job.device).to_stored()
         observer.flush()
         result = ("stale",) if observer.stale else ("succeeded", summary)
     except (Canceled, StaleAttempt):
