@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from advcore import __version__ as ADVCORE_VERSION
 from advcore.cost import Cost, estimate
-from advcore.spec import ExperimentSpec, format_radius
+from advcore.spec import ExperimentSpec
 from service.admission import (SWEEP_QUANTITIES, dominant_field, fmt, limits_for, queue_kind,
                                refusals)
 from advcore.summary import RunSummary
