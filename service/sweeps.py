@@ -24,24 +24,26 @@ import copy
 import itertools
 import json
 import math
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from advcore import __version__ as ADVCORE_VERSION
 from advcore.spec import ExperimentSpec, format_radius
+from advcore.stats import mean, sample_std
 from lab.config import Settings
 from service.errors import Conflict, FieldError, LimitExceeded
+from service.experiments import LOCAL, Enqueue, enqueue_after_commit
 from service.limits import check_limits
 from service.spec_paths import json_path, spec_path_exists
-from service import quotas  # engineer J
+from service import quotas
 from service.auth import Principal
-from lab.store.base import TERMINAL, Experiment, NewSweepMember, Store, Sweep
+from lab.dotted import set_path
+from lab.status import STATUSES, TERMINAL
+from lab.store.base import Experiment, NewSweepMember, Store, Sweep
 
-Enqueue = Callable[[str], None]
 SeedMode = Literal["batched", "separate"]
 FORBIDDEN_GRID_PATHS = {"seed", "seeds", "name", "tags", "advlab_version"}
-STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 
 
 class SweepCreate(BaseModel):
@@ -91,25 +93,6 @@ class SweepCreate(BaseModel):
 # --------------------------------------------------------------------------- expansion
 
 
-def set_path(doc: dict[str, Any], path: str, value: Any) -> None:
-    """Set `value` at a dotted path in a JSON document, creating missing objects."""
-    *parents, last = path.split(".")
-    node: Any = doc
-    for i, part in enumerate(parents):
-        if isinstance(node, list):
-            node = node[int(part)]
-            continue
-        child = node.get(part)
-        if not isinstance(child, (dict, list)):
-            child = [] if parents[i + 1:i + 2] and parents[i + 1].isdigit() else {}
-            node[part] = child
-        node = child
-    if isinstance(node, list):
-        node[int(last)] = copy.deepcopy(value)
-    else:
-        node[last] = copy.deepcopy(value)
-
-
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """The cartesian product as [{path: value, ...}, ...], first path varying slowest."""
     paths = list(grid)
@@ -157,9 +140,9 @@ def expand(req: SweepCreate, settings: Settings) -> list[NewSweepMember]:
         for path, value in point.items():
             try:
                 set_path(doc, path, value)
-            except (IndexError, ValueError, TypeError):
+            except ValueError as exc:
                 raise FieldError(["body", "grid", path], f"grid path {path!r}: the base spec "
-                                 "has no list element at that index", "value_error") from None
+                                 f"cannot take it ({exc})", "value_error") from None
         doc["name"] = f"{req.name} [{point_label(point)}]"
         doc["tags"] = list(dict.fromkeys([*doc.get("tags", []), *req.tags]))
         groups = [seeds] if req.seed_mode == "batched" else [[s] for s in seeds]
@@ -187,8 +170,7 @@ def create(store: Store, settings: Settings, enqueue: Enqueue, req: SweepCreate,
            priority: int = 0) -> tuple[Sweep, bool]:
     """Expand, store the sweep and all members in one transaction, then enqueue each member.
     An Idempotency-Key replay returns the stored sweep and enqueues nothing. The members count
-    against the user's quota (429) and are owned by the user (engineer J)."""
-    from service.experiments import LOCAL, _enqueue_after_commit
+    against the user's quota (429) and are owned by the user."""
 
     user = user or LOCAL
     members = expand(req, settings)
@@ -206,7 +188,7 @@ def create(store: Store, settings: Settings, enqueue: Enqueue, req: SweepCreate,
                            f"{sweep.id} with a different request")
         return sweep, False
     for exp in experiments:
-        _enqueue_after_commit(enqueue, exp.id)
+        enqueue_after_commit(enqueue, exp)
     return sweep, True
 
 
@@ -284,9 +266,7 @@ def per_seed(exp: Experiment, seeds: list[int]) -> list[tuple[int, dict[str, flo
 def reduce(values: list[float]) -> dict[str, Any]:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     n = len(finite)
-    mean = sum(finite) / n if n else None
-    std = (math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1)) if n > 1 else None)
-    return {"mean": mean, "std": std, "n": n, "min": min(finite) if n else None,
+    return {"mean": mean(finite), "std": sample_std(finite), "n": n, "min": min(finite) if n else None,
             "max": max(finite) if n else None}
 
 

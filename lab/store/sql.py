@@ -29,6 +29,7 @@ from lab.store.base import (
 from lab.store.downsample import read_series
 from lab.store.series import BLK, write_points
 from lab.clock import utcnow
+from lab.status import STATUSES
 from lab.store.orm import ExperimentRow, MatrixRow, MetricPointRow, MetricSeriesRow, UtcDateTime
 from lab.store.orm import finite_json as _finite, to_experiment as _to_experiment
 from lab.store.session import Sessions
@@ -55,13 +56,14 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ValueError(f"invalid cursor: {cursor!r}") from exc
 
 
-class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # sweeps.py; users.py (engineer J)
+class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # mixins: users.py, sweeps.py
     def __init__(self, engine: sa.Engine, *, metric_batch: int = 500) -> None:
         self.engine = engine
         self.sessions = Sessions(engine)
         self.metric_batch = metric_batch
 
     def close(self) -> None:
+        """Release the connection pool."""
         self.engine.dispose()
 
     # ------------------------------------------------------------------ helpers
@@ -311,7 +313,7 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # sweeps.py; users.py (
         return out
 
     def counts_by_status(self) -> dict[str, int]:
-        counts = {s: 0 for s in ("queued", "running", "succeeded", "failed", "canceled")}
+        counts = {s: 0 for s in STATUSES}
         with self.sessions.read() as s:
             for status, n in s.execute(sa.select(E.c.status, sa.func.count()).group_by(E.c.status)):
                 counts[status] = n

@@ -39,7 +39,7 @@ class SweepRow(Base):
     seed_mode: Mapped[str] = mapped_column(sa.String(16))  # batched | separate
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
-    owner: Mapped[str | None] = mapped_column(sa.String(64))  # engineer J, migration 0003
+    owner: Mapped[str | None] = mapped_column(sa.String(64))  # migration 0003
 
     __table_args__ = (sa.Index("ix_sweeps_created_at_id", "created_at", "id"),)
 

@@ -12,7 +12,7 @@ import pytest
 
 from service.auth import FailureLimiter, generate_token, hash_token
 from lab.logging import JsonFormatter, RedactFilter
-from tests.service.api_support import make_api, migrated_sqlite, spec  # noqa: F401
+from tests.service.api_support import spec
 
 JSON = {"Content-Type": "application/json"}
 

@@ -14,7 +14,7 @@ import pytest
 
 from lab.store.base import MetricPoint
 from service.sweeps import flatten_summary, grid_points, set_path, sweep_status
-from tests.service.api_support import make_api, migrated_sqlite, spec  # noqa: F401
+from tests.service.api_support import spec
 
 TASK = "advlab.run_experiment"
 BASE = {**spec(), "training": {"epochs": 5, "optimizer": {"kind": "gd", "lr": 0.1},
