@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     # broker
     queue: str = "advlab"  # Celery queue the API sends to and workers consume
 
-    # lab server (engineer J): auth, quotas, priorities, queues, hardening
+    # lab server: auth, quotas, priorities, queues, hardening
     auth: Literal["none", "tokens"] = "none"  # tokens: `Authorization: Bearer` on every /v1 call
     max_active_per_user: int = 1000  # queued + running jobs per user (429 beyond)
     quota_retry_after_s: int = 30  # Retry-After of a quota 429

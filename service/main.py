@@ -10,13 +10,12 @@ API sends jobs without importing the workers.
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator
 
 from fastapi import FastAPI
 
 from advcore import __version__
 from service.api.routes import api_router, root_router
-from service.api.routes.health import RequestTimer, Telemetry
 from lab.config import Settings, get_settings
 from lab.queue import CeleryQueue, JobQueue
 from service.errors import BodyLimitMiddleware, install_error_handlers
@@ -25,6 +24,7 @@ from service.auth import install_auth
 from service.hardening import RequestContextMiddleware, StrictJsonMiddleware
 from lab.logging import configure_logging
 from service.schemas import Error
+from service.telemetry import RequestTimer, Telemetry
 
 DESCRIPTION = """Experiments on the theory of adversarial examples.
 
@@ -57,16 +57,6 @@ def _api_responses(settings: Settings) -> dict:
     return responses
 
 
-def _enqueue_for(jobs: JobQueue, app: FastAPI | None = None) -> Callable[[str], None]:
-    def enqueue(experiment_id: str) -> None:
-        queue = None  # the queue the row was routed to (by spec.device; engineer J)
-        if app is not None and getattr(app.state, "store", None) is not None:
-            queue = app.state.store.get_experiment(experiment_id).queue
-        jobs.send(experiment_id, queue=queue)
-
-    return enqueue
-
-
 def create_app(settings: Settings | None = None, jobs: JobQueue | None = None) -> FastAPI:
     """The API on `settings`, sending jobs to `jobs` (default: the Celery broker of `settings`)."""
     settings = settings or get_settings()
@@ -83,22 +73,20 @@ def create_app(settings: Settings | None = None, jobs: JobQueue | None = None) -
         try:
             yield
         finally:
-            close = getattr(store, "close", None) or getattr(store, "dispose", None)
-            if close is not None:
-                close()
+            store.close()
 
     app = FastAPI(title="advlab", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan)
     app.state.settings = settings
     app.state.jobs = jobs
-    app.state.enqueue = _enqueue_for(jobs, app)
+    app.state.enqueue = jobs.send  # (experiment id, its row's queue): service.experiments.Enqueue
     install_error_handlers(app)
-    install_auth(app)  # engineer J: 401/403/429 and the token-failure limiter
+    install_auth(app)  # 401/403/429 and the token-failure limiter
     app.include_router(api_router, responses=_api_responses(settings))
     app.include_router(root_router)
     # the last added is outermost: the timer sees every request, 413s included; the size limit
     # refuses before anything reads the body
-    app.add_middleware(StrictJsonMiddleware)  # engineer J: duplicate keys, NaN → 422
+    app.add_middleware(StrictJsonMiddleware)  # duplicate keys, NaN → 422
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origin_list:  # CORS is off unless origins are configured
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import IN_CI
-from tests.e2e.stack import REPO, launch_stack
+from devtools.stack import REPO, launch_stack
 
 CHROMIUM = os.environ.get("ADVLAB_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tests.e2e.stack import Stack, series_by_key
+from devtools.stack import Stack, series_by_key
 
 
 def evaluation_steps(spec: dict) -> list[int]:

@@ -36,8 +36,8 @@ from schemathesis.specs.openapi.checks import (content_type_conformance,
                                                response_schema_conformance,
                                                status_code_conformance)
 
-from tests.conftest import throwaway_pg_database
-from tests.service.api_support import ApiFactory, migrated_sqlite, run_fake_worker, spec  # noqa: F401
+from devtools.services import throwaway_pg_database
+from tests.service.api_support import ApiFactory, run_fake_worker, spec
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -142,7 +142,7 @@ def _make_target(tmp_path_factory, migrated_sqlite, variant: str, database_url: 
 
 
 @pytest.fixture(scope="module", params=["open", "open-postgres"])
-def open_target(request, tmp_path_factory, migrated_sqlite) -> Iterator[FuzzTarget]:  # noqa: F811
+def open_target(request, tmp_path_factory, migrated_sqlite) -> Iterator[FuzzTarget]:
     """SQLite (the embedded default), and PostgreSQL (the lab server: NUL bytes, 32-bit
     integers and text comparisons behave differently there)."""
     database_url = None
@@ -162,7 +162,7 @@ def fuzz_pg_url(pg_url) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module", params=["token", "no-token", "other-user"])
-def tokens_target(request, tmp_path_factory, migrated_sqlite) -> Iterator[FuzzTarget]:  # noqa: F811
+def tokens_target(request, tmp_path_factory, migrated_sqlite) -> Iterator[FuzzTarget]:
     if not _auth_available():
         pytest.skip("ADVLAB_AUTH=tokens is not implemented in lab.config.Settings yet")
     factory, target = _make_target(tmp_path_factory, migrated_sqlite, request.param)

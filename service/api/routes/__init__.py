@@ -6,10 +6,10 @@ from fastapi import APIRouter, Depends
 
 from service.api.routes import experiments, health
 from service.auth import current_user
-from service.api.routes import dashboard, events, sweeps  # engineer I
-from service.api.routes import compare, export, plots, templates  # engineer H
+from service.api.routes import dashboard, events, sweeps
+from service.api.routes import compare, export, plots, templates
 
-# ADVLAB_AUTH=tokens: every /v1 route needs a bearer token (engineer J; /v1/health is on the
+# ADVLAB_AUTH=tokens: every /v1 route needs a bearer token (/v1/health is on the
 # root router below and stays open for probes)
 api_router = APIRouter(prefix="/v1", dependencies=[Depends(current_user)])
 api_router.include_router(experiments.router)

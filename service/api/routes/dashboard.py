@@ -23,23 +23,22 @@ from service import experiments as svc
 from service import sweep_views
 from service.api.deps import ExperimentDep, StoreDep
 from service.schemas import ExperimentRead
-from lab.store.base import TERMINAL, NotFound
+from lab.status import STATUSES, TERMINAL
+from lab.store.base import NotFound
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 STATIC_NAME = re.compile(r"^[a-z0-9_-]+\.(js|css|svg)$")
 STATIC_TYPES = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
-STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 SORTS = {"created_desc": "newest first", "created_asc": "oldest first", "name": "name",
          "status": "status", "progress": "progress", "test_accuracy": "test accuracy"}
 TABLE_LIMIT = 200
 
-SECURITY_HEADERS = {
+# What HTML pages add to the headers every response gets (service.hardening.SECURITY_HEADERS:
+# nosniff, no framing, no referrer)
+PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
                                "img-src 'self' data:; connect-src 'self'; object-src 'none'; "
                                "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
     "Cache-Control": "no-store",
@@ -75,7 +74,7 @@ def page(request: Request, name: str, context: dict[str, Any], status_code: int 
          ) -> HTMLResponse:
     response = templates.TemplateResponse(request, name, {"statuses": STATUSES, **context},
                                           status_code=status_code)
-    response.headers.update(SECURITY_HEADERS)
+    response.headers.update(PAGE_HEADERS)
     return response
 
 
@@ -156,7 +155,7 @@ def sweeps_page(request: Request, store: StoreDep) -> HTMLResponse:
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
 def sweep_page(request: Request, sweep_id: str, store: StoreDep,
                metric: str | None = None) -> HTMLResponse:
-    sweep = sweep_views.read(store, sweep_id)
+    sweep = sweep_views.read(store, store.get_sweep(sweep_id))
     # accuracies first, then the final correlations
     shown = sorted(sweep.metric_names, key=lambda n: ("accuracy" not in n, n))
     series = sorted({n for m in sweep.members if m.experiment
@@ -185,5 +184,5 @@ def static_file(name: str) -> Response:
     if not STATIC_NAME.match(name) or not path.is_file():
         raise NotFound(f"no static file {name!r}")
     response = FileResponse(path, media_type=STATIC_TYPES[name.rsplit(".", 1)[1]])
-    response.headers.update({"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
+    response.headers["Cache-Control"] = "no-cache"  # nosniff: service.hardening
     return response

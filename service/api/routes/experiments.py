@@ -142,7 +142,7 @@ def cancel_experiment(experiment: OwnedExperimentDep, store: StoreDep) -> Experi
     responses={**E403, **E404, **E409, **E429})
 def retry_experiment(experiment: OwnedExperimentDep, store: StoreDep, enqueue: EnqueueDep,
                      response: Response, user: UserDep, settings: SettingsDep) -> Submitted:
-    exp = svc.retry(store, enqueue, experiment.id, user=user, settings=settings)
+    exp = svc.retry(store, enqueue, experiment, user=user, settings=settings)
     response.headers["Location"] = svc.links(exp.id).self
     return svc.submitted(exp)
 
@@ -155,7 +155,7 @@ def retry_experiment(experiment: OwnedExperimentDep, store: StoreDep, enqueue: E
                 "deleted in the same request.",
     responses={**E403, **E404})
 def delete_experiment(experiment: OwnedExperimentDep, store: StoreDep) -> Response:
-    svc.delete(store, experiment.id)
+    svc.delete(store, experiment)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -171,7 +171,7 @@ def read_metrics(
                                                   "all when absent.")] = [],
     max_points: MaxPoints = None, since_step: SinceStep = None, seed: Seed = None,
 ) -> Response:
-    return _json(svc.read_metrics(store, experiment.id, names=svc.split_names(names),
+    return _json(svc.read_metrics(store, experiment, names=svc.split_names(names),
                                   since_step=since_step, max_points=max_points, seed=seed))
 
 
@@ -190,6 +190,6 @@ def read_correlations(
     seed: Seed = None, max_points: MaxPoints = None, since_step: SinceStep = None,
 ) -> Response:
     if step is not None or name is not None:
-        return _json(svc.read_matrix(store, experiment.id, name=name, step=step, seed=seed))
-    return _json(svc.read_correlations(store, experiment.id, since_step=since_step,
+        return _json(svc.read_matrix(store, experiment, name=name, step=step, seed=seed))
+    return _json(svc.read_correlations(store, experiment, since_step=since_step,
                                        max_points=max_points, seed=seed))

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Iterable
 
 import httpx
-import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-TERMINAL = {"succeeded", "failed", "canceled"}
+from lab.status import TERMINAL
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -145,7 +145,7 @@ class Stack:
             if body["status"] in wanted and (until is None or until(body)):
                 return body
             time.sleep(0.2)
-        pytest.fail(f"{experiment_id} still {body.get('status')} after {timeout}s "
+        raise AssertionError(f"{experiment_id} still {body.get('status')} after {timeout}s "
                     f"(progress {body.get('progress')}):\n{self.log_text()[-6000:]}")
 
 
