@@ -4,7 +4,7 @@
 streams MetricRecord / MatrixRecord through the observer and returns the run's
 advcore.summary.RunSummary: clean and robust accuracies of the final evaluation (each attack's
 own number and the minimum over attacks per threat and radius, with disagreements flagged),
-final correlations, masking flags, duration and device; with several seeds, per-seed
+final correlations, masking flags, duration, device and torch threads; with several seeds, per-seed
 summaries under `seeds` and their mean on top. The final cosine matrices leave through the
 observer (matrix series), never through the summary.
 
@@ -18,6 +18,8 @@ import csv
 import json
 import time
 from pathlib import Path
+
+import torch
 
 from advcore.data import build_data, stack_seeds
 from advcore.device import pick_device
@@ -44,7 +46,8 @@ def run_experiment(spec: ExperimentSpec, observer: Observer | None = None,
 
         summary = RunSummary.model_validate(run_study(spec, data, observer, dev))
         return summary.model_copy(update={"duration_s": time.perf_counter() - started,
-                                          "device": dev.type})
+                                          "device": dev.type,
+                                          "threads": torch.get_num_threads()})
     task = make_task(spec, data)
     model = build_learner(spec, data.in_shape, task.n_outputs, seeds, dev)
     observer.on_start(spec.total_steps, seeds)
@@ -52,7 +55,8 @@ def run_experiment(spec: ExperimentSpec, observer: Observer | None = None,
     train(spec, model, data, task, observer, evaluator)
     summary = build_summary(evaluator.final, seeds, spec.evaluation.disagreement_gap)
     return summary.model_copy(update={"duration_s": time.perf_counter() - started,
-                                      "device": dev.type})
+                                      "device": dev.type,
+                                      "threads": torch.get_num_threads()})  # intra-op threads
 
 
 # ----------------------------------------------------------------------------- local runs
@@ -100,10 +104,13 @@ class FileObserver(NullObserver):
         self._matrices.close()
 
 
-def run_local(spec_path, out_dir, device: str | None = None, progress: bool = True
-              ) -> RunSummary:
+def run_local(spec_path, out_dir, device: str | None = None, progress: bool = True,
+              threads: int | None = None) -> RunSummary:
     """`advlab run`: run a spec file locally, writing DIR/spec.json (resolved), DIR/summary.json,
-    DIR/metrics.csv (and DIR/matrices.jsonl). Returns the summary."""
+    DIR/metrics.csv (and DIR/matrices.jsonl). Returns the summary. `threads`: torch intra-op
+    threads (default: torch's own choice)."""
+    if threads:
+        torch.set_num_threads(threads)
     spec = parse_spec(Path(spec_path).read_text()).resolve()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

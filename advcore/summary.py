@@ -164,6 +164,7 @@ class RunSummary(SeedSummary):
     attack_flags: dict[str, dict[str, Any]] | None = None  # masking flags per attack label
     duration_s: float | None = None
     device: str | None = None
+    threads: int | None = None  # torch intra-op threads the run used
     # studies (advcore.studies) instead of one training run: tables of scalars
     separation: dict[str, Any] | None = None
     feature_attacks: list[dict[str, Any]] | None = None
@@ -204,7 +205,7 @@ class RunSummary(SeedSummary):
         rows: list[tuple[str, Any]] = list(self.metrics().items())
         rows += [(f"disagreement/{d.threat}@{format_radius(d.radius)}", ", ".join(sorted(d.above)))
                  for d in self.disagreements]
-        rows += [(key, getattr(self, key)) for key in ("duration_s", "device")
+        rows += [(key, getattr(self, key)) for key in ("duration_s", "device", "threads")
                  if getattr(self, key) is not None]
         return rows
 

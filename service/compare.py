@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from advcore.summary import RunSummary
 from service.errors import FieldError
-from service.store.base import Experiment, NotFound, Store
+from lab.store.base import Experiment, NotFound, Store
 
 MAX_IDS = 20
 HIDDEN_SPEC_KEYS = {"name", "tags", "advlab_version"}

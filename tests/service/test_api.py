@@ -198,7 +198,7 @@ def test_delete_removes_the_experiment_and_its_data(api):
 
 
 def test_delete_of_a_running_job_cancels_it_then_deletes_it(api):
-    from service.store.base import StoreError
+    from lab.store.base import StoreError
 
     eid = submit(api).json()["id"]
     run_fake_worker(api.store, eid, finish=None)
@@ -231,7 +231,7 @@ def test_metrics_returns_series_by_name_and_seed_filtered_by_names_and_since_ste
 
 
 def test_metrics_max_points_downsamples_each_series_keeping_first_and_last(api):
-    from service.store.base import MetricPoint
+    from lab.store.base import MetricPoint
 
     eid = submit(api, spec(**{"training.epochs": 1000})).json()["id"]
     exp = api.store.start_attempt(eid, "w")

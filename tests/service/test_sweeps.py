@@ -12,7 +12,7 @@ import statistics
 
 import pytest
 
-from service.store.base import MetricPoint
+from lab.store.base import MetricPoint
 from advcore.summary import RunSummary
 from service.sweeps import grid_points, set_path, sweep_status
 from tests.service.api_support import make_api, migrated_sqlite, spec  # noqa: F401
@@ -63,7 +63,7 @@ def seed_summary(test_acc: float, robust: float) -> dict:
 
 
 def test_grid_points_are_the_cartesian_product_first_path_slowest():
-    points = grid_points({"a.x": [1, 2], "b": ["u", "v", "w"]})
+    points = list(grid_points({"a.x": [1, 2], "b": ["u", "v", "w"]}))
     assert points[:3] == [{"a.x": 1, "b": "u"}, {"a.x": 1, "b": "v"}, {"a.x": 1, "b": "w"}]
     assert len(points) == 6 and points[-1] == {"a.x": 2, "b": "w"}
 

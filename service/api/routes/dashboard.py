@@ -23,7 +23,7 @@ from service import experiments as svc
 from service import sweep_views
 from service.api.deps import ExperimentDep, StoreDep
 from service.schemas import ExperimentRead
-from service.store.base import TERMINAL, NotFound
+from lab.store.base import TERMINAL, NotFound
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 STATIC_NAME = re.compile(r"^[a-z0-9_-]+\.(js|css|svg)$")
