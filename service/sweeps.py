@@ -38,16 +38,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from advcore import __version__ as ADVCORE_VERSION
 from advcore.cost import Cost, estimate
 from advcore.spec import ExperimentSpec, format_radius
+from lab.config import Settings
 from service.admission import (SWEEP_QUANTITIES, dominant_field, fmt, limits_for, queue_kind,
                                refusals)
-from lab.config import Settings
 from service.errors import Conflict, FieldError, LimitExceeded, OverEstimate, Refusal
 from service.limits import check_limits
 from service.spec_paths import json_path, spec_path_exists
 from service import quotas  # engineer J
 from service.auth import Principal
-from lab.store.base import (TERMINAL, Experiment, NewSweepMember, QuotaExceeded, Store,
-                                Sweep)
+from lab.store.base import TERMINAL, Experiment, NewSweepMember, QuotaExceeded, Store, Sweep
 
 Enqueue = Callable[[str], None]
 SeedMode = Literal["batched", "separate"]
