@@ -26,6 +26,7 @@ __all__ = ["TERMINAL", "AdvlabError", "Client", "Experiment", "JobFailed", "Swee
            "parse_override", "set_path"]
 
 if TYPE_CHECKING:
+    from advcore.summary import RunSummary
     import pandas as pd
 
 RETRY_STATUS = {502, 503, 504}  # a restarting server / proxy: worth another try
@@ -233,8 +234,11 @@ class Experiment:
         return self.info()["status"]
 
     @property
-    def summary(self) -> dict | None:
-        return self.info().get("summary")
+    def summary(self) -> "RunSummary | None":
+        """The final summary (advcore.summary.RunSummary) once succeeded, else None."""
+        from advcore.summary import RunSummary
+
+        return RunSummary.from_stored(self.info().get("summary"))
 
     def wait(self, progress: bool = False, poll_s: float = 0.5, timeout_s: float | None = None,
              raise_on_failure: bool = True) -> dict:

@@ -22,8 +22,11 @@ def run(
 ) -> None:
     """Run an experiment locally (no server): writes spec.json, summary.json and metrics.csv."""
     from advcore.run import run_local
+    from lab.config import get_settings
+    from worker.placement import host_cores
 
-    run_local(spec, out, device=device, progress=not quiet)
+    threads = get_settings().torch_threads or host_cores()  # alone on the machine: every core
+    run_local(spec, out, device=device, progress=not quiet, threads=threads)
 
 
 @app.command()
@@ -46,7 +49,9 @@ def serve(
     """Migrate, then run the API and a real Celery worker (embedded default: SQLite + filesystem broker)."""
     from launcher.serve import serve as _serve
 
-    _serve(host=host, port=port, workers=workers)
+    code = _serve(host=host, port=port, workers=workers)
+    if code:
+        raise typer.Exit(code)  # a child that could not be kept running: the reason is logged
 
 
 @app.command()

@@ -155,22 +155,15 @@ def submit(server: Server, spec: str, sets: Sequence[str], wait: bool, quiet: bo
 
 
 def summary_table(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Flatten a summary into (key, value) rows for display."""
-    rows = []
-    for split, acc in (summary.get("clean_accuracy") or {}).items():
-        rows.append((f"clean_accuracy/{split}", f"{acc:.4f}"))
-    for split, acc in ((summary.get("fine") or {}).get("clean_accuracy") or {}).items():
-        rows.append((f"fine/clean_accuracy/{split}", f"{acc:.4f}"))
-    for item in summary.get("robust_accuracy") or []:
-        rows.append((f"robust_accuracy/{item['attack']}@{item['radius']:g}",
-                     f"{item['accuracy']:.4f}"))
-    for kind, values in (summary.get("correlations") or {}).items():
-        rows.append((f"correlations/{kind}", " ".join(f"{v:.3f}" for v in values)))
-    for key in ("duration_s", "device"):
-        if key in summary:
-            value = summary[key]
-            rows.append((key, f"{value:.1f}" if isinstance(value, float) else str(value)))
-    return rows
+    """A summary as (key, value) rows for display (RunSummary.rows), then why to distrust it."""
+    from advcore.summary import RunSummary  # pydantic only; not loaded before a summary is shown
+
+    parsed = RunSummary.from_stored(dict(summary))
+    if parsed is None:
+        return []
+    rows = [(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+            for key, value in parsed.rows()]
+    return rows + [("suspicious", reason) for reason in parsed.suspicious()]
 
 
 def _summary_table(summary: dict) -> Table:
@@ -181,17 +174,20 @@ def _summary_table(summary: dict) -> Table:
 
 
 def _headline(info: dict) -> str:
-    """Clean test accuracy, and per attack the smallest radius where robust accuracy < 0.5."""
-    s = info.get("summary") or {}
-    clean = (s.get("clean_accuracy") or {}).get("test")
-    parts = [f"clean {clean:.2f}"] if clean is not None else []
-    broken: dict[str, float | None] = {}
-    for r in s.get("robust_accuracy") or []:
-        broken.setdefault(r["attack"], None)
-        if r["accuracy"] < 0.5 and (broken[r["attack"]] is None or r["radius"] < broken[r["attack"]]):
-            broken[r["attack"]] = r["radius"]
-    for attack, radius in list(broken.items())[:2]:
-        parts.append(f"{attack} <0.5 at {radius:g}" if radius is not None else f"{attack} ≥0.5")
+    """Clean test accuracy, the robust accuracy against all attacks at the largest radius of
+    the first threat, and a warning when attacks disagree."""
+    from advcore.summary import RunSummary
+
+    s = RunSummary.from_stored(info.get("summary"))
+    if s is None:
+        return ""
+    parts = [f"clean {s.clean_accuracy.test:.2f}"] if s.clean_accuracy.test is not None else []
+    label, robust = s.headline()
+    if robust is not None:
+        parts.append(f"{label} {robust:.2f}")
+    suspicious = [d for d in s.disagreements if d.suspicious]
+    if suspicious:
+        parts.append(f"attacks disagree at {len(suspicious)} radii")
     return "; ".join(parts)
 
 

@@ -61,6 +61,22 @@ class Settings(BaseSettings):
     max_attempts: int = 3
     metric_batch: int = 500  # metric points per bulk insert
     lost_queued_after_s: float = 120.0  # a queued row this old, broker queue empty twice: re-sent
+    cancel_poll_s: float = 1.0  # a running job's cancel flag is read at least this often
+
+    # run-time bounds of one job (worker.budget): deadline from the cost estimate, memory cap
+    cpu_gflops: float = 5.0  # sustained GFLOP/s assumed for a job on the cpu queue
+    gpu_gflops: float = 500.0  # ... and on the gpu queue
+    time_safety: float = 10.0  # deadline = safety x estimated seconds ...
+    time_floor_s: float = 300.0  # ... but never less than this
+    max_job_s: float = 24 * 3600.0  # and never more than this, whatever the estimate
+    memory_safety: float = 4.0  # memory cap = safety x estimated peak bytes ...
+    memory_floor_bytes: int = 1 << 30  # ... but never less than this
+    max_job_memory_bytes: int | None = None  # and never more (default: 80% of the host's RAM)
+
+    # placement (worker.placement): torch threads = cores / (workers_per_host x concurrency)
+    torch_threads: int | None = None  # explicit torch intra-op threads per job
+    workers_per_host: int = 1  # worker processes sharing this host's cores (`serve --workers`)
+    worker_concurrency: int = 1  # jobs one worker process runs at once (`worker --concurrency`)
 
     # broker
     queue: str = "advlab"  # Celery queue the API sends to and workers consume

@@ -204,7 +204,12 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # sweeps.py; users.py (
         with self.sessions.write() as s:
             stmt = (sa.update(E)
                     .where(E.c.id == experiment_id, E.c.attempts == attempt, E.c.status == "running")
-                    .values(step=step, heartbeat_at=utcnow()).returning(E.c.cancel_requested))
+                    # a canceled job's beat is not renewed: if its worker does not stop it, the
+                    # reaper ends it `canceled` after stale_after_s
+                    .values(step=step, heartbeat_at=sa.case(
+                        (E.c.cancel_requested.is_(True), E.c.heartbeat_at),
+                        else_=sa.literal(utcnow(), UtcDateTime())))
+                    .returning(E.c.cancel_requested))
             row = s.execute(stmt).one_or_none()
         if row is None:
             raise StaleAttempt(f"{experiment_id}: attempt {attempt} is not the running attempt")

@@ -60,7 +60,7 @@ def test_client_submit_wait_gives_a_dataframe_with_the_expected_metric_names(cli
     assert loss["value"].iloc[-1] < loss["value"].iloc[0]
     only = exp.metrics(names=["test/clean_accuracy"])
     assert set(only["name"]) == {"test/clean_accuracy"}
-    assert exp.summary["clean_accuracy"]["train"] > 0.9
+    assert exp.summary.clean_accuracy.train > 0.9
 
 
 def test_client_reads_matrices_correlations_plots_and_exports(client, stack, tmp_path):
