@@ -9,12 +9,14 @@ API sends jobs without importing the workers.
 
 from __future__ import annotations
 
+import threading
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 from fastapi import FastAPI
 
 from advcore import __version__
+from service import admission
 from service.api.routes import api_router, root_router
 from lab.config import Settings, get_settings
 from lab.queue import CeleryQueue, JobQueue
@@ -70,6 +72,9 @@ def create_app(settings: Settings | None = None, jobs: JobQueue | None = None) -
                            settings=settings)
         app.state.store = store
         app.state.telemetry = Telemetry(store, jobs)
+        # the cost functions live next to torch code: load them now, off the request path
+        threading.Thread(target=admission.warm_up, name="advlab-cost-warm-up",
+                         daemon=True).start()
         try:
             yield
         finally:
