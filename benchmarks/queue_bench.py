@@ -103,11 +103,15 @@ def main() -> None:
     parser.add_argument("--spec", default=str(REPO / "examples" / "feature_averaging_binary.json"))
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="shorten each job to this many epochs (a loaded machine)")
     parser.add_argument("--unplaced", action="store_true",
                         help="also 2 workers with every core each (the behaviour before placement)")
     parser.add_argument("--json", type=Path, help="write the runs and the summary here")
     args = parser.parse_args()
     spec = json.loads(Path(args.spec).read_text())
+    if args.epochs:
+        spec["training"]["epochs"] = args.epochs
     cores = len(os.sched_getaffinity(0))
     configs = [("1 worker", 1, {}), ("2 workers", 2, {})]
     if args.unplaced:
@@ -128,7 +132,8 @@ def main() -> None:
 
     one = walls("1 worker")
     rows = []
-    print(f"\n{args.jobs} jobs of {Path(args.spec).name}, {cores} cores, {args.rounds} rounds")
+    print(f"\n{args.jobs} jobs of {Path(args.spec).name} ({spec['training']['epochs']} epochs), "
+          f"{cores} cores, {args.rounds} rounds")
     print(f"{'configuration':<28} {'median wall s':>13} {'speed-up vs 1 worker (median of rounds)':>40}")
     for label, _, _ in configs:
         mine = walls(label)
