@@ -68,11 +68,13 @@ def limits_for(queue: str, settings: Settings) -> Limits:
     return Limits(queue=kind, settings_used=used, **values)
 
 
-def _fmt(value: float, unit: str, scale: float) -> str:
-    return f"{value / scale:.4g} {unit}"
+def fmt(value: float, unit: str, scale: float) -> str:
+    """9.03e9 bytes -> "9.03 GB"; 1.88e15 FLOPs -> "1,877,559 GFLOP"."""
+    v = value / scale
+    return f"{v:,.0f} {unit}" if v >= 1000 else f"{v:.3g} {unit}"
 
 
-def _dominant(cost: Cost, quantity: str) -> tuple[tuple, str | None]:
+def dominant_field(cost: Cost, quantity: str) -> tuple[tuple, str | None]:
     """The JSON path (as a tuple and dotted) of the field that drives `quantity`."""
     top: Term | None = cost.dominant(quantity)
     factor = top.dominant if top is not None else None
@@ -88,13 +90,13 @@ def refusals(cost: Cost, limits: Limits) -> list[Refusal]:
         value, limit = getattr(cost, quantity), limits.of(quantity)
         if value <= limit:
             continue
-        loc, path = _dominant(cost, quantity)
+        loc, path = dominant_field(cost, quantity)
         setting = limits.settings_used[quantity]
         out.append(Refusal(
             quantity=quantity, limit_name=setting, estimate=value, maximum=limit,
             queue=limits.queue, loc=["body", *loc], path=path,
-            msg=f"estimated {words} {_fmt(value, unit, scale)} exceeds the limit {setting} = "
-                f"{_fmt(limit, unit, scale)} of the {limits.queue} queue (configurable: "
+            msg=f"estimated {words} {fmt(value, unit, scale)} exceeds the limit {setting} = "
+                f"{fmt(limit, unit, scale)} of the {limits.queue} queue (configurable: "
                 f"ADVLAB_{setting.upper()})" + (f"; lower {path}" if path else "")))
     return out
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from advcore import __version__ as ADVCORE_VERSION
 from advcore.spec import ExperimentSpec
+from advcore.summary import RunSummary
 from service import admission, quotas
 from service.auth import LOCAL_USER, Principal
 from lab.config import Settings
@@ -70,7 +71,8 @@ def to_read(exp: Experiment) -> ExperimentRead:
         progress=progress, attempts=exp.attempts, worker=exp.worker,
         cancel_requested=exp.cancel_requested, created_at=exp.created_at,
         started_at=exp.started_at, finished_at=exp.finished_at, heartbeat_at=exp.heartbeat_at,
-        error=exp.error, summary=exp.summary, retry_of=exp.retry_of, links=links(exp.id),
+        error=exp.error, summary=RunSummary.from_stored(exp.summary), retry_of=exp.retry_of,
+        links=links(exp.id),
         owner=exp.owner, priority=exp.priority, queue=exp.queue)
 
 

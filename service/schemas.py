@@ -10,6 +10,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, Field
 
 from advcore.spec import ExperimentSpec
+from advcore.summary import RunSummary
 
 Status = Literal["queued", "running", "succeeded", "failed", "canceled"]
 
@@ -58,7 +59,11 @@ class ExperimentRead(BaseModel):
     finished_at: datetime | None
     heartbeat_at: datetime | None
     error: str | None
-    summary: dict[str, Any] | None = Field(None, description="Final summary once succeeded.")
+    summary: RunSummary | None = Field(
+        None, description="Final summary once succeeded (scalars only; matrices are at "
+                          "/correlations?step=): clean accuracy, each attack's robust accuracy "
+                          "and the minimum over attacks per threat and radius, disagreements "
+                          "between attacks, final correlations, masking flags.")
     retry_of: str | None = Field(None, description="The experiment this one retries.")
     links: Links
     owner: str | None = Field(None, description="User who submitted it (`local` with auth off).")

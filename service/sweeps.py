@@ -18,10 +18,11 @@ member fails or is canceled as a whole. `seed_mode="separate"` makes one member 
 seed), which spreads the seeds of a point over several workers. Both give the same aggregate.
 
 Aggregate. For each grid point, the per-seed final numbers are read from the members' summaries
-(a batched summary carries one entry per seed under "seeds") and reduced to mean, sample std
-(n-1; null for a single seed), min, max and n, under metric-style keys: `test/clean_accuracy`,
-`test/robust_accuracy/pgd_l2@4`, `fine/test/clean_accuracy`, `corr/robust/0`, `corr/cluster/3`
-(max over neurons of the final cosine with cluster mean j).
+(advcore.summary.RunSummary; a batched one carries one entry per seed under "seeds") and reduced
+to mean, sample std (n-1; null for a single seed), min, max and n, under metric-style keys
+(RunSummary.metrics): `test/clean_accuracy`, `test/robust_accuracy/pgd_l2@4`,
+`test/robust_accuracy/min_l2@4` (against all attacks), `fine/test/clean_accuracy`,
+`corr/robust/0`, `corr/cluster/3` (max over neurons of the final cosine with cluster mean j).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from advcore import __version__ as ADVCORE_VERSION
 from advcore.cost import Cost, estimate
 from advcore.spec import ExperimentSpec, format_radius
-from service.admission import SWEEP_QUANTITIES, limits_for, queue_kind, refusals
+from service.admission import (SWEEP_QUANTITIES, dominant_field, fmt, limits_for, queue_kind,
+                               refusals)
+from advcore.summary import RunSummary
 from lab.config import Settings
 from service.errors import Conflict, FieldError, LimitExceeded, OverEstimate, Refusal
 from service.limits import check_limits
@@ -248,17 +251,14 @@ def admit_whole(planned: list[Planned], settings: Settings) -> None:
         if total <= limit:
             continue
         heaviest = max(planned, key=lambda p: getattr(p.cost, quantity))
-        top = heaviest.cost.dominant(quantity)
-        factor = top.dominant if top is not None else None
-        path = tuple(factor.loc) if factor is not None else ()
+        loc, path = dominant_field(heaviest.cost, quantity)
         refused.append(Refusal(
             quantity=quantity, limit_name=name, estimate=total, maximum=limit, queue="sweep",
-            loc=sweep_loc(path, heaviest.member.point) if path else ["body", "grid"],
-            path=factor.path if factor is not None else None,
-            msg=f"estimated {words} {total / scale:.4g} {unit} ({len(planned)} members) "
-                f"exceeds the limit {name} = {limit / scale:.4g} {unit} (configurable: "
+            loc=sweep_loc(loc, heaviest.member.point) if loc else ["body", "grid"], path=path,
+            msg=f"estimated {words} {fmt(total, unit, scale)} ({len(planned)} members) "
+                f"exceeds the limit {name} = {fmt(limit, unit, scale)} (configurable: "
                 f"ADVLAB_{name.upper()}); lower the number of members"
-                + (f" or {factor.path}" if factor is not None else "")))
+                + (f" or {path}" if path else "")))
     if refused:
         raise OverEstimate(refused)
 
@@ -347,42 +347,15 @@ def sweep_status(counts: dict[str, int]) -> str:
     return "failed" if counts["failed"] else "canceled"
 
 
-def flatten_summary(summary: dict[str, Any]) -> dict[str, float]:
-    """One seed's summary → {metric-style key: number} (see the module docstring)."""
-    out: dict[str, float] = {}
-
-    def put(key: str, value: Any) -> None:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[key] = float(value)
-
-    for split, value in (summary.get("clean_accuracy") or {}).items():
-        put(f"{split}/clean_accuracy", value)
-    for item in summary.get("robust_accuracy") or []:
-        put(f"test/robust_accuracy/{item['attack']}@{format_radius(item['radius'])}",
-            item.get("accuracy"))
-    for split, value in ((summary.get("fine") or {}).get("clean_accuracy") or {}).items():
-        put(f"fine/{split}/clean_accuracy", value)
-    for kind, values in (summary.get("correlations") or {}).items():
-        for i, value in enumerate(values or []):
-            put(f"corr/{kind}/{i}", value)
-    matrix = summary.get("cosine_matrix")
-    if matrix and all(isinstance(row, list) and row for row in matrix):
-        for j in range(len(matrix[0])):  # (neurons, features): max over neurons per feature
-            column = [row[j] for row in matrix if isinstance(row[j], (int, float))]
-            if column:
-                put(f"corr/cluster/{j}", max(column))
-    return out
-
-
 def per_seed(exp: Experiment, seeds: list[int]) -> list[tuple[int, dict[str, float]]]:
-    """(seed, flattened final numbers) for each seed of a succeeded member."""
-    summary = exp.summary or {}
-    if exp.status != "succeeded" or not summary:
+    """(seed, final numbers under metric-style keys) for each seed of a succeeded member."""
+    summary = RunSummary.from_stored(exp.summary)
+    if exp.status != "succeeded" or summary is None:
         return []
-    if summary.get("seeds"):
-        return [(int(s.get("seed", seed)), flatten_summary(s))
-                for s, seed in zip(summary["seeds"], seeds)]
-    return [(seeds[0], flatten_summary(summary))]
+    if summary.seeds:
+        return [(s.seed if s.seed is not None else seed, s.metrics())
+                for s, seed in zip(summary.seeds, seeds)]
+    return [(seeds[0], summary.metrics())]
 
 
 def reduce(values: list[float]) -> dict[str, Any]:

@@ -156,7 +156,7 @@ def job_main(job: JobArgs, events: Connection, control: Connection) -> None:
         store = open_store(job.settings.resolved_database_url, check_schema=False)
         observer = StoreObserver(store, job.experiment_id, job.attempt,
                                  batch=job.settings.metric_batch, progress=_Progress(events))
-        summary = run_experiment(parse_spec(job.spec), observer, device=job.device)
+        summary = run_experiment(parse_spec(job.spec), observer, device=job.device).to_stored()
         observer.flush()
         result = ("stale",) if observer.stale else ("succeeded", summary)
     except (Canceled, StaleAttempt):

@@ -10,6 +10,7 @@ import tracemalloc
 import pytest
 
 from lab.config import Settings
+from service.admission import fmt
 from tests.service.api_support import make_api, make_module_api, migrated_sqlite, spec  # noqa: F401
 
 SIXTEEN_GB = {"kind": "multi_cluster", "d": 100_000, "n_train": 40_000}
@@ -107,7 +108,9 @@ def test_a_hostile_spec_is_refused_naming_its_field_with_no_row(api, name):
         item = next(i for i in items if i["loc"] == loc)
         assert item["estimate"] > item["limit"] > 0 and item["queue"] == "cpu"
         assert item["type"].startswith("limit.max_")
-        assert f"{item['limit'] / (1e9 if item['quantity'] == 'flops' else 1e9):.4g}" in item["msg"]
+        unit = "GFLOP" if item["quantity"] == "flops" else "GB"
+        assert f"{fmt(item['estimate'], unit, 1e9)} exceeds" in item["msg"]
+        assert f"= {fmt(item['limit'], unit, 1e9)} of the cpu queue" in item["msg"]
         assert item["path"].replace("[", ".").replace("]", "") == ".".join(map(str, loc[1:]))
     assert_nothing_stored(api)
 
@@ -236,3 +239,18 @@ def test_a_retry_is_admitted_under_the_current_limits(make_api):
     r = api.client.post(f"/v1/experiments/{exp_id}/retry")
     assert r.status_code == 413 and r.json()["detail"][0]["type"] == "limit.max_gflop"
     assert api.rows() == 1
+
+
+@pytest.mark.postgres
+def test_refusals_leave_no_row_and_no_message_on_postgresql(make_api, pg_database):
+    api = make_api(pg_database())
+    for name in ("ResNet-18 of width 512", "PGD with 10^9 steps", "64 seeds of a 120 MB data set"):
+        body, status, loc = HOSTILE[name]
+        r = api.client.post("/v1/experiments", json=body)
+        assert r.status_code == status and loc in [i["loc"] for i in r.json()["detail"]]
+    huge = {"base": spec(), "grid": {a: list(range(2, 12)) for a in
+                                     ["learner.width", "data.d", "data.k", "data.n_train"]}}
+    assert api.client.post("/v1/sweeps", json=huge).status_code == 413
+    assert_nothing_stored(api)
+    assert api.client.post("/v1/experiments", json=spec()).status_code == 202
+    assert api.rows() == 1 and len(api.messages()) == 1
