@@ -156,6 +156,15 @@ def test_threads_are_cores_divided_by_jobs_on_the_host(settings, cores, workers,
     assert torch_threads(placed, cores=cores) == expected
 
 
+def test_serve_tells_its_workers_how_many_share_the_host(settings):
+    from worker.launch import settings_env
+
+    env = settings_env(settings, base={})  # every setting, workers_per_host=1 among them
+    assert worker_env(0, 2, env)["ADVLAB_WORKERS_PER_HOST"] == "2"
+    more = {**env, "ADVLAB_WORKERS_PER_HOST": "6"}  # other workers share the host too
+    assert worker_env(1, 2, more)["ADVLAB_WORKERS_PER_HOST"] == "6"
+
+
 def test_serve_pins_one_gpu_per_worker_when_there_are_several():
     env = worker_env(3, 4, {"CUDA_VISIBLE_DEVICES": "0,1"})
     assert env["CUDA_VISIBLE_DEVICES"] == "1" and env["ADVLAB_WORKERS_PER_HOST"] == "4"
