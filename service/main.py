@@ -14,12 +14,13 @@ from typing import AsyncIterator, Callable
 from fastapi import FastAPI
 
 from advcore import __version__
-from service.api.routes import api_router, root_router
+from service.api.routes import api_router, docs_router, root_router
 from service.api.routes.health import RequestTimer, Telemetry
 from lab.config import Settings, get_settings
 from service.errors import BodyLimitMiddleware, install_error_handlers
 from fastapi.middleware.cors import CORSMiddleware
 from service.auth import install_auth
+from service.web_session import install_sessions
 from service.hardening import RequestContextMiddleware, StrictJsonMiddleware
 from lab.logging import configure_logging
 from service.schemas import Error
@@ -46,6 +47,9 @@ def _api_responses(settings: Settings) -> dict:
     if settings.auth == "tokens":
         responses[401] = {"model": Error, "description": "Missing or invalid bearer token.",
                           "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}}
+        responses[403] = {"model": Error, "description": "Another user's resource, or a write "
+                                                         "authenticated by the session cookie "
+                                                         "without its X-CSRF-Token."}
         responses[429] = {"model": Error, "description": "Too many failed tokens from this "
                                                          "client (or a quota): retry later.",
                           "headers": {"Retry-After": {"schema": {"type": "integer"}}}}
@@ -81,14 +85,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if close is not None:
                 close()
 
+    tokens = settings.auth == "tokens"  # then the docs and the schema are behind the login
     app = FastAPI(title="advlab", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None if tokens else "/docs",
+                  redoc_url=None if tokens else "/redoc",
+                  openapi_url=None if tokens else "/openapi.json")
     app.state.settings = settings
     app.state.enqueue = _enqueue_for(settings, app)
     install_error_handlers(app)
     install_auth(app)  # engineer J: 401/403/429 and the token-failure limiter
     app.include_router(api_router, responses=_api_responses(settings))
     app.include_router(root_router)
+    if tokens:
+        app.include_router(docs_router)
+    install_sessions(app)
     # the last added is outermost: the timer sees every request, 413s included; the size limit
     # refuses before anything reads the body
     app.add_middleware(StrictJsonMiddleware)  # engineer J: duplicate keys, NaN → 422

@@ -227,3 +227,93 @@ def test_a_failing_jobs_error_shows_type_and_message_but_no_path_and_the_log_has
     log = stack.log_text("failing-worker")
     full = [line for line in log.splitlines() if eid in line and str(empty) in line]
     assert full, log[-3000:]  # the full text is in the worker's log, with the experiment id
+
+
+# --------------------------------------------------------------------------- dashboard login
+
+def _login(client: httpx.Client, token_header: dict[str, str], next_path: str = "/"
+           ) -> httpx.Response:
+    token = token_header["Authorization"].split(" ", 1)[1]
+    return client.post("/login", data={"token": token, "next": next_path})
+
+
+def _session(response: httpx.Response) -> dict[str, str]:
+    return {"advlab_session": response.cookies["advlab_session"]}
+
+
+def test_every_dashboard_page_needs_the_login_and_the_session_opens_it(lab):
+    stack, headers = lab
+    with stack.client() as client:
+        eid = client.post("/v1/experiments", json=tiny_spec(), headers=headers["alice"]).json()["id"]
+        sweep = client.post("/v1/sweeps", headers=headers["alice"], json={
+            "name": "s", "base": tiny_spec(), "grid": {"learner.width": [4, 8]}}).json()["id"]
+        pages = ["/", "/?status=queued", "/ui/rows", f"/experiments/{eid}", "/sweeps",
+                 f"/sweeps/{sweep}", "/submit", "/docs"]
+        for path in pages:
+            response = client.get(path)
+            assert response.status_code == 303, (path, response.status_code)
+            assert response.headers["location"].startswith("/login?next=/"), path
+        assert client.get("/openapi.json").status_code == 401  # an API client's answer
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/static/app.js").status_code == 200  # the login page needs it
+
+        wrong = client.post("/login", data={"token": "advlab_wrong", "next": "/sweeps"})
+        assert wrong.status_code == 401 and "invalid or revoked token" in wrong.text
+        login = _login(client, headers["bob"], "/sweeps")
+        assert login.status_code == 303 and login.headers["location"] == "/sweeps"
+        cookie = login.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        assert "secure" not in cookie  # plain http here; over TLS the cookie is Secure
+        assert _login(client, headers["bob"], "https://evil.example/").headers[
+            "location"] == "/"  # no open redirect
+        session = _session(login)
+        for path in pages:
+            response = client.get(path, cookies=session)
+            assert response.status_code == 200, (path, response.status_code)
+        assert client.get("/openapi.json", cookies=session).json()["info"]["title"] == "advlab"
+        assert client.get("/openapi.json", headers=headers["bob"]).status_code == 200
+        # bob sees alice's experiment but is offered no cancel button on it
+        assert 'id="cancel"' not in client.get(f"/experiments/{eid}", cookies=session).text
+
+
+def test_in_page_cancel_needs_the_pages_csrf_token_and_only_acts_on_your_own_jobs(lab):
+    import re
+
+    stack, headers = lab
+    with stack.client() as client:
+        mine = client.post("/v1/experiments", json=tiny_spec(), headers=headers["alice"]).json()["id"]
+        theirs = client.post("/v1/experiments", json=tiny_spec(), headers=headers["bob"]).json()["id"]
+        session = _session(_login(client, headers["alice"]))
+        page = client.get(f"/experiments/{mine}", cookies=session).text
+        assert 'id="cancel"' in page
+        csrf = re.search(r'<meta name="csrf-token" content="([0-9a-f]+)">', page).group(1)
+        cancel = f"/v1/experiments/{mine}/cancel"
+        # a cross-site form or script cannot send the page's token: refused, nothing changes
+        assert client.post(cancel, cookies=session).status_code == 403
+        assert client.post(cancel, cookies=session,
+                           headers={"X-CSRF-Token": "0" * 40}).status_code == 403
+        assert client.get(f"/v1/experiments/{mine}", cookies=session).json()["status"] == "queued"
+        done = client.post(cancel, cookies=session, headers={"X-CSRF-Token": csrf})
+        assert done.status_code == 200 and done.json()["status"] == "canceled"
+        other = client.post(f"/v1/experiments/{theirs}/cancel", cookies=session,
+                            headers={"X-CSRF-Token": csrf})
+        assert other.status_code == 403 and "bob" in other.json()["detail"]
+        # logout needs the token too, then clears the cookie
+        assert client.post("/logout", cookies=session, data={"csrf": "x"}).status_code == 403
+        out = client.post("/logout", cookies=session, data={"csrf": csrf})
+        assert out.status_code == 303 and 'advlab_session=""' in out.headers["set-cookie"]
+
+
+def test_metrics_needs_the_scrape_token_not_a_user_token(tmp_path):
+    stack = launch_stack(tmp_path / "metrics", {"ADVLAB_AUTH": "tokens",
+                                                "ADVLAB_METRICS_TOKEN": "scrape-secret-123"},
+                         workers=0)
+    try:
+        headers = _add_users(stack)
+        with stack.client() as client:
+            assert client.get("/metrics").status_code == 401
+            assert client.get("/metrics", headers=headers["alice"]).status_code == 401
+            scraped = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-123"})
+            assert scraped.status_code == 200 and "advlab_experiments" in scraped.text
+    finally:
+        stack.close()

@@ -8,6 +8,7 @@ is reported beside them (a difference means messages were lost and the reaper wi
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from typing import Any, Iterable
@@ -20,7 +21,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from advcore import __version__
 from service.api.deps import SettingsDep, StoreDep
 from lab.config import Settings
-from service.schemas import Health
+from service.schemas import Error, Health
 from lab.store.base import ExperimentFilter, Store
 
 log = logging.getLogger("advlab.api")
@@ -162,11 +163,34 @@ def health(store: StoreDep, settings: SettingsDep) -> Response:
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
+def _may_scrape(request: Request, settings: Settings) -> bool:
+    """Open with auth off (the embedded default, bound to 127.0.0.1) unless a scrape token is
+    set; with tokens on: the scrape token (ADVLAB_METRICS_TOKEN) or an address in
+    ADVLAB_METRICS_ALLOW_IPS. User tokens do not open it: it shows every user's activity."""
+    if settings.auth == "none" and not settings.metrics_token:
+        return True
+    client = request.client.host if request.client else ""
+    if client and client in settings.metrics_allow_list:
+        return True
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return bool(settings.metrics_token) and scheme.lower() == "bearer" and hmac.compare_digest(
+        token.strip().encode(), settings.metrics_token.encode())
+
+
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
             description="Experiments by status, broker queue depth, job durations and HTTP "
-                        "request latencies, in the Prometheus text format.",
+                        "request latencies, in the Prometheus text format. With "
+                        "ADVLAB_AUTH=tokens: `Authorization: Bearer $ADVLAB_METRICS_TOKEN`, or a "
+                        "client address in ADVLAB_METRICS_ALLOW_IPS.",
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
-                             "description": "Prometheus exposition."}})
-def metrics(request: Request) -> Response:
+                             "description": "Prometheus exposition."},
+                       401: {"model": Error, "description": "No valid scrape token.",
+                             "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}}})
+def metrics(request: Request, settings: SettingsDep) -> Response:
+    if not _may_scrape(request, settings):
+        return JSONResponse({"detail": "/metrics needs the scrape token (ADVLAB_METRICS_TOKEN) "
+                                       "or an address in ADVLAB_METRICS_ALLOW_IPS"},
+                            status_code=401,
+                            headers={"WWW-Authenticate": 'Bearer realm="advlab-metrics"'})
     return Response(generate_latest(request.app.state.telemetry.registry),
                     media_type=CONTENT_TYPE_LATEST)
