@@ -10,33 +10,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.auth import generate_token, hash_token
+from service.auth import generate_token
 from tests.conftest import throwaway_pg_database
-from tests.e2e.stack import Stack, launch_stack, tiny_spec
+from tests.e2e.stack import Stack, add_users, launch_stack, tiny_spec
 
 USERS = ("alice", "bob")
 
 
-def _database_url(stack: Stack) -> str:
-    return stack.env.get("ADVLAB_DATABASE_URL") or \
-        f"sqlite:///{Path(stack.env['ADVLAB_HOME']) / 'advlab.db'}"
-
-
 def _add_users(stack: Stack) -> dict[str, dict[str, str]]:
-    """alice and bob with one token each → their Authorization headers."""
-    from lab.store import open_store
-
-    store = open_store(_database_url(stack))
-    headers = {}
-    try:
-        for name in USERS:
-            store.create_user(name)
-            token = generate_token()
-            store.create_token(name, hash_token(token))
-            headers[name] = {"Authorization": f"Bearer {token}"}
-    finally:
-        store.close()
-    return headers
+    return add_users(stack, USERS)
 
 
 def _lab(root: Path, **env: str) -> tuple[Stack, dict[str, dict[str, str]]]:
