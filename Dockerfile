@@ -21,6 +21,7 @@ COPY advcore ./advcore
 COPY lab ./lab
 COPY service ./service
 COPY worker ./worker
+COPY launcher ./launcher
 COPY client ./client
 COPY migrations ./migrations
 COPY alembic.ini ./

@@ -10,7 +10,7 @@ streams MetricRecord / MatrixRecord through the observer and returns the summary
      "fine": {"clean_accuracy": {...}}, # k-class accuracies of a fine-label run with a read-out
      "attack_flags": {label: {...}},    # gradient-masking suspicions reported by the attacks
      "decoupling": {"first_layer/mean_max_cosine": c, ...},  # record "decoupling" (images)
-     "duration_s": t, "device": "cpu"}
+     "duration_s": t, "device": "cpu", "threads": n}   # n: torch intra-op threads
 
 With several seeds (`seeds: [..]`) the summary also has "seeds": [one such summary per seed,
 plus "seed"], and every top-level number is the MEAN over seeds (accuracies, correlations).
@@ -27,6 +27,8 @@ import csv
 import json
 import time
 from pathlib import Path
+
+import torch
 
 from advcore.data import build_data, stack_seeds
 from advcore.device import pick_device
@@ -95,6 +97,7 @@ def run_experiment(spec: ExperimentSpec, observer: Observer | None = None,
         summary = run_study(spec, data, observer, dev)
         summary["duration_s"] = time.perf_counter() - started
         summary["device"] = dev.type
+        summary["threads"] = torch.get_num_threads()
         return summary
     task = make_task(spec, data)
     model = build_learner(spec, data.in_shape, task.n_outputs, seeds, dev)
@@ -106,6 +109,7 @@ def run_experiment(spec: ExperimentSpec, observer: Observer | None = None,
         summary["attack_flags"] = evaluator.final["flags"]
     summary["duration_s"] = time.perf_counter() - started
     summary["device"] = dev.type
+    summary["threads"] = torch.get_num_threads()  # torch intra-op threads it ran with
     return summary
 
 
@@ -154,9 +158,13 @@ class FileObserver(NullObserver):
         self._matrices.close()
 
 
-def run_local(spec_path, out_dir, device: str | None = None, progress: bool = True) -> dict:
+def run_local(spec_path, out_dir, device: str | None = None, progress: bool = True,
+              threads: int | None = None) -> dict:
     """`advlab run`: run a spec file locally, writing DIR/spec.json (resolved), DIR/summary.json,
-    DIR/metrics.csv (and DIR/matrices.jsonl). Returns the summary."""
+    DIR/metrics.csv (and DIR/matrices.jsonl). Returns the summary. `threads`: torch intra-op
+    threads (default: torch's own choice)."""
+    if threads:
+        torch.set_num_threads(threads)
     spec = parse_spec(Path(spec_path).read_text()).resolve()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

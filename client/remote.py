@@ -85,8 +85,58 @@ def _spec_source(spec: str) -> str | Path:
 # --------------------------------------------------------------------------- experiments
 
 
+def _size(value: float, unit: str = "B") -> str:
+    for prefix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def estimate_table(est: Mapping[str, Any], title: str = "estimate") -> Table:
+    """The server's estimate (a spec's or a sweep's) beside the limits it was admitted under."""
+    limits = est.get("limits") or {}
+    dominant = est.get("dominant") or {}
+    table = Table("quantity", "estimate", "limit", "driven by", title=title,
+                  title_justify="left")
+    for key, words, unit in (("flops", "compute", "FLOP"), ("peak_bytes", "peak memory", "B"),
+                             ("stored_bytes", "stored data", "B")):
+        limit = limits.get(key)
+        table.add_row(words, _size(est[key], unit), "" if limit is None else _size(limit, unit),
+                      dominant.get(key) or "")
+    return table
+
+
+def _print_estimate(est: Mapping[str, Any]) -> None:
+    if "n_members" in est:
+        err.print(estimate_table(est, f"sweep estimate: {est['n_members']} members "
+                                      "(compute and storage summed, peak of the largest)"))
+        if len(est["members"]) <= 20:
+            members = Table("grid point", "seeds", "queue", "compute", "peak memory",
+                            "stored", title="members", title_justify="left")
+            for m in est["members"]:
+                point = ", ".join(f"{k}={v}" for k, v in m["point"].items()) or "base"
+                members.add_row(point, ",".join(map(str, m["seeds"])), m["queue"],
+                                _size(m["flops"], "FLOP"), _size(m["peak_bytes"]),
+                                _size(m["stored_bytes"]))
+            err.print(members)
+    else:
+        err.print(estimate_table(est, f"estimate ({est['queue']} queue, "
+                                      f"{est['n_evaluations']} evaluations)"))
+
+
+def estimate(server: Server, spec: str, sets: Sequence[str], as_json: bool) -> None:
+    with errors(), connect(server) as client:
+        est = client.estimate(_spec_source(spec), **overrides(sets))
+        if as_json:
+            out.print_json(data=est)
+        else:
+            _print_estimate(est)
+
+
 def submit(server: Server, spec: str, sets: Sequence[str], wait: bool, quiet: bool,
-           idempotency_key: str | None) -> None:
+           idempotency_key: str | None, dry_run: bool = False) -> None:
+    if dry_run:
+        return estimate(server, spec, sets, as_json=False)
     with errors(), connect(server) as client:
         exp = client.submit(_spec_source(spec), idempotency_key=idempotency_key,
                             **overrides(sets))
@@ -290,11 +340,19 @@ def _grid(items: Sequence[str]) -> dict[str, list[Any]]:
 
 
 def sweep(server: Server, spec: str, grid: Sequence[str], seeds: str | None, sets: Sequence[str],
-          name: str, seed_mode: str, wait: bool, quiet: bool) -> None:
+          name: str, seed_mode: str, wait: bool, quiet: bool, dry_run: bool = False) -> None:
+    """The server's estimate first (the sweep is refused as a whole with the 413 that names
+    the field to lower), then the submit."""
     seed_list = [int(s) for s in seeds.split(",")] if seeds else None
     with errors(), connect(server) as client:
-        sw = client.sweep(_spec_source(spec), _grid(grid), seed_list, name=name,
-                          seed_mode=seed_mode, **overrides(sets))
+        args = (_spec_source(spec), _grid(grid), seed_list)
+        kwargs = dict(name=name, seed_mode=seed_mode, **overrides(sets))
+        est = client.estimate_sweep(*args, **kwargs)
+        if not quiet or dry_run:
+            _print_estimate(est)
+        if dry_run:
+            return
+        sw = client.sweep(*args, **kwargs)
         if not wait:
             out.print(sw.id, highlight=False)
             return

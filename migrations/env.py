@@ -9,13 +9,13 @@ from logging.config import fileConfig
 from alembic import context
 
 from lab.config import get_settings
-from lab.store.orm import Base
+from lab.store.tables import metadata
 from lab.store.session import make_engine, normalise_url
 
 config = context.config
 if config.config_file_name is not None:  # the alembic CLI (alembic.ini); not `advlab migrate`
     fileConfig(config.config_file_name, disable_existing_loggers=False)
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def _url() -> str:

@@ -19,13 +19,13 @@ from pydantic import ValidationError
 
 from advcore import __version__ as ADVCORE_VERSION
 from advcore.spec import ExperimentSpec
-from service import quotas
+from service import admission, quotas
 from service.auth import LOCAL_USER, Principal
 from lab.config import Settings
 from service.errors import Conflict, FieldError
 from service.limits import check_limits
-from service.schemas import (CorrelationsRead, ExperimentPage, ExperimentRead, Links, MatrixRead,
-                             MetricsRead, Progress, Series, Submitted)
+from service.schemas import (CorrelationsRead, EstimateRead, ExperimentPage, ExperimentRead,
+                             Links, MatrixRead, MetricsRead, Progress, Series, Submitted)
 from service.spec_paths import spec_path_exists
 from lab.store.base import (TERMINAL, Experiment, ExperimentFilter, IllegalTransition,
                                 MetricPoint, NotFound, QuotaExceeded, Store)
@@ -114,6 +114,7 @@ def submit(store: Store, settings: Settings, enqueue: Enqueue, spec: ExperimentS
     enqueued again; other users' keys are invisible). Reusing a key for a different spec is a
     Conflict rather than a silent answer about another job."""
     check_limits(spec, settings)
+    admission.admit(spec, quotas.queue_for(spec.device, settings), settings)
     quotas.check_priority(user, priority, settings)
     exp, created = _create(store, spec, idempotency_key=idempotency_key, user=user,
                            priority=priority, settings=settings)
@@ -124,6 +125,16 @@ def submit(store: Store, settings: Settings, enqueue: Enqueue, spec: ExperimentS
         return exp, False
     _enqueue_after_commit(enqueue, exp.id)
     return exp, True
+
+
+def estimate(settings: Settings, spec: ExperimentSpec) -> EstimateRead:
+    """The estimate of a spec under its queue's limits, as submit would admit it (413 over a
+    limit, exactly like submit); nothing is stored or enqueued."""
+    check_limits(spec, settings)
+    queue = quotas.queue_for(spec.device, settings)
+    cost = admission.admit(spec, queue, settings)
+    return EstimateRead.model_validate(
+        admission.estimate_read(cost, admission.limits_for(queue, settings)))
 
 
 def retry(store: Store, enqueue: Enqueue, experiment_id: str, *, user: Principal = LOCAL,
@@ -139,6 +150,9 @@ def retry(store: Store, enqueue: Enqueue, experiment_id: str, *, user: Principal
     except ValidationError as exc:  # stored by an older advlab whose spec schema differed
         raise Conflict(f"the stored spec of {experiment_id} no longer validates; submit a "
                        f"corrected spec instead: {exc.errors()[0]['msg']}") from None
+    if settings is not None:  # the limits may have changed since it was admitted
+        check_limits(spec, settings)
+        admission.admit(spec, quotas.queue_for(spec.device, settings), settings)
     exp, _ = _create(store, spec, retry_of=old.id, user=user, priority=old.priority,
                      settings=settings)
     _enqueue_after_commit(enqueue, exp.id)

@@ -5,6 +5,12 @@ sets its values into a copy of the base spec (`training.mode`, `learner.width`,
 `evaluation.attacks.0.radii`: dotted paths, list indices as numbers) and is validated as a full
 experiment spec; errors name the grid path (or the base path) that caused them.
 
+Admission. The member count is read off the grid's shape (product of the axis lengths, x seeds
+in `separate` mode) before a single point is built, so a 10^8-point grid is a 413 at once. Each
+member is then priced by advcore.cost and admitted against its queue's limits (service.admission),
+and the members' summed compute and stored bytes against the sweep limits: the sweep is admitted
+as a whole or not at all. A 413 names the grid axis (or base field) that drives the estimate.
+
 Seeds. `seed_mode="batched"` (the default) makes ONE member per grid point with `seeds: [...]`:
 every advcore learner trains its seeds as one batched computation (contract 2: S batched seeds ==
 S separate runs), so the sweep costs one job per point and no per-seed overhead. A batched
@@ -24,14 +30,18 @@ import copy
 import itertools
 import json
 import math
-from typing import Any, Callable, Iterable, Literal
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from advcore import __version__ as ADVCORE_VERSION
+from advcore.cost import Cost, estimate
 from advcore.spec import ExperimentSpec, format_radius
+from service.admission import (SWEEP_QUANTITIES, dominant_field, fmt, limits_for, queue_kind,
+                               refusals)
 from lab.config import Settings
-from service.errors import Conflict, FieldError, LimitExceeded
+from service.errors import Conflict, FieldError, LimitExceeded, OverEstimate, Refusal
 from service.limits import check_limits
 from service.spec_paths import json_path, spec_path_exists
 from service import quotas  # engineer J
@@ -111,10 +121,18 @@ def set_path(doc: dict[str, Any], path: str, value: Any) -> None:
         node[last] = copy.deepcopy(value)
 
 
-def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """The cartesian product as [{path: value, ...}, ...], first path varying slowest."""
+def grid_points(grid: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
+    """The cartesian product as {path: value, ...} points, first path varying slowest (lazy:
+    nothing is built before the member count has been checked)."""
     paths = list(grid)
-    return [dict(zip(paths, combo)) for combo in itertools.product(*(grid[p] for p in paths))]
+    return (dict(zip(paths, combo)) for combo in itertools.product(*(grid[p] for p in paths)))
+
+
+def member_count(req: SweepCreate, seeds: list[int]) -> int:
+    """Members a request makes, from the grid's shape alone: the product of the axis lengths
+    (x seeds when each seed is its own member)."""
+    points = math.prod(len(values) for values in req.grid.values())
+    return points * (1 if req.seed_mode == "batched" else len(seeds))
 
 
 def point_label(point: dict[str, Any]) -> str:
@@ -136,22 +154,54 @@ def _member_error(exc: ValidationError, point: dict[str, Any], index: int) -> Fi
                            f"{dotted + ': ' if dotted else ''}{err['msg']}", err.get("type", ""))
 
 
-def expand(req: SweepCreate, settings: Settings) -> list[NewSweepMember]:
-    """The member experiments of a sweep request, validated and resolved (not stored)."""
+@dataclass(frozen=True)
+class Planned:
+    """A member experiment ready to store, with the estimate it was admitted on."""
+
+    member: NewSweepMember
+    cost: Cost
+    queue: str  # cpu | gpu
+
+
+def _base_spec(req: SweepCreate) -> ExperimentSpec:
     try:
-        base = ExperimentSpec.model_validate(req.base)
+        return ExperimentSpec.model_validate(req.base)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise FieldError(["body", "base", *json_path(err["loc"])],
                          f"base: {err['msg']}", err.get("type", "")) from None
+
+
+def sweep_loc(path: tuple, point: dict[str, Any]) -> list[str | int]:
+    """A member spec's JSON path as a path in the sweep request: the grid axis that sets it,
+    the sweep's `seeds`, or the base spec."""
+    dotted = ".".join(map(str, path))
+    axis = next((p for p in point if dotted == p or dotted.startswith(p + ".")), None)
+    if axis is not None:
+        return ["body", "grid", axis]
+    if path[:1] in (("seed",), ("seeds",)):
+        return ["body", "seeds"]
+    return ["body", "base", *path]
+
+
+def _in_request(refusal: Refusal, point: dict[str, Any], index: int) -> Refusal:
+    loc = sweep_loc(tuple(refusal.loc[1:]), point)
+    return replace(refusal, loc=loc, msg=f"grid point {index} ({point_label(point)}): "
+                                         f"{refusal.msg}")
+
+
+def expand(req: SweepCreate, settings: Settings) -> list[Planned]:
+    """The member experiments of a sweep request, validated, resolved, priced and admitted one
+    by one (not stored). The member count is checked from the grid's shape first, so a huge
+    grid is refused before a single point is built."""
+    base = _base_spec(req)
     seeds = list(req.seeds or base.seed_list)
-    points = grid_points(req.grid)
-    n_members = len(points) * (1 if req.seed_mode == "batched" else len(seeds))
+    n_members = member_count(req, seeds)
     if n_members > settings.max_sweep_members:
         raise LimitExceeded("max_sweep_members", n_members, settings.max_sweep_members,
                             ["body", "grid"])
-    members: list[NewSweepMember] = []
-    for index, point in enumerate(points):
+    planned: list[Planned] = []
+    for index, point in enumerate(grid_points(req.grid)):
         doc = copy.deepcopy(req.base)
         doc.pop("seed", None)
         doc.pop("seeds", None)
@@ -173,14 +223,62 @@ def expand(req: SweepCreate, settings: Settings) -> list[NewSweepMember]:
             except ValidationError as exc:
                 raise _member_error(exc, point, index) from None
             check_limits(spec, settings)
+            queue = quotas.queue_for(spec.device, settings)
+            cost = estimate(spec)
+            refused = refusals(cost, limits_for(queue, settings))
+            if refused:
+                raise OverEstimate([_in_request(r, point, index) for r in refused])
             resolved = spec.resolve()
             resolved.advlab_version = ADVCORE_VERSION
-            members.append(NewSweepMember(
+            planned.append(Planned(NewSweepMember(
                 name=resolved.name, tags=list(resolved.tags),
                 spec=resolved.model_dump(mode="json"), spec_hash=resolved.spec_hash(),
                 total_steps=resolved.total_steps, point_index=index, point=point,
-                seeds=list(group), queue=quotas.queue_for(resolved.device, settings)))
-    return members
+                seeds=list(group), queue=queue), cost, queue_kind(queue, settings)))
+    admit_whole(planned, settings)
+    return planned
+
+
+def admit_whole(planned: list[Planned], settings: Settings) -> None:
+    """The members' summed compute and stored bytes against the sweep limits (413 naming the
+    heaviest member's driving field). Peak memory is per member: members run one per job."""
+    refused = []
+    for quantity, (name, unit, scale, words) in SWEEP_QUANTITIES.items():
+        total = sum(getattr(p.cost, quantity) for p in planned)
+        limit = getattr(settings, name) * scale
+        if total <= limit:
+            continue
+        heaviest = max(planned, key=lambda p: getattr(p.cost, quantity))
+        loc, path = dominant_field(heaviest.cost, quantity)
+        refused.append(Refusal(
+            quantity=quantity, limit_name=name, estimate=total, maximum=limit, queue="sweep",
+            loc=sweep_loc(loc, heaviest.member.point) if loc else ["body", "grid"], path=path,
+            msg=f"estimated {words} {fmt(total, unit, scale)} ({len(planned)} members) "
+                f"exceeds the limit {name} = {fmt(limit, unit, scale)} (configurable: "
+                f"ADVLAB_{name.upper()}); lower the number of members"
+                + (f" or {path}" if path else "")))
+    if refused:
+        raise OverEstimate(refused)
+
+
+def estimate_sweep(req: SweepCreate, settings: Settings) -> dict[str, Any]:
+    """A sweep's estimate without storing anything: totals (peak: the largest member's), the
+    sweep limits and one line per member; raises exactly what `create` would."""
+    planned = expand(req, settings)
+    return {
+        "dry_run": True, "n_members": len(planned),
+        "flops": sum(p.cost.flops for p in planned),
+        "gflop": sum(p.cost.flops for p in planned) / 1e9,
+        "peak_bytes": max((p.cost.peak_bytes for p in planned), default=0.0),
+        "stored_bytes": sum(p.cost.stored_bytes for p in planned),
+        "limits": {q: getattr(settings, name) * scale
+                   for q, (name, _u, scale, _w) in SWEEP_QUANTITIES.items()},
+        "members": [{"point_index": p.member.point_index, "point": p.member.point,
+                     "seeds": p.member.seeds, "queue": p.queue, "flops": p.cost.flops,
+                     "peak_bytes": p.cost.peak_bytes, "stored_bytes": p.cost.stored_bytes,
+                     "n_evaluations": p.cost.n_evaluations,
+                     "dominant": {q: p.cost.path(q) for q in Cost.QUANTITIES}}
+                    for p in planned]}
 
 
 def create(store: Store, settings: Settings, enqueue: Enqueue, req: SweepCreate,
@@ -193,10 +291,10 @@ def create(store: Store, settings: Settings, enqueue: Enqueue, req: SweepCreate,
     from service.experiments import LOCAL, _enqueue_after_commit
 
     user = user or LOCAL
-    members = expand(req, settings)
+    members = [p.member for p in expand(req, settings)]
     quotas.check_priority(user, priority, settings)
     grid = [(path, list(values)) for path, values in req.grid.items()]
-    seeds = list(req.seeds or ExperimentSpec.model_validate(req.base).seed_list)
+    seeds = list(req.seeds or _base_spec(req).seed_list)
     try:
         sweep, experiments, created = store.create_sweep(
             name=req.name, tags=list(req.tags), base_spec=req.base, grid=grid, seeds=seeds,

@@ -18,7 +18,7 @@ from lab.config import Settings, get_settings
 def ensure_home(settings: Settings) -> None:
     """ADVLAB_HOME and, for the embedded broker, its folders."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    from worker.app import broker_options
+    from lab.broker import broker_options
 
     broker_options(settings)  # creates the filesystem broker's folders
 

@@ -200,7 +200,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def heartbeat(self, experiment_id: str, attempt: int, step: int) -> bool:
-        """Record progress; return True if a cancel was requested. Raises StaleAttempt."""
+        """Record progress and liveness; return True if a cancel was requested (liveness is then
+        no longer renewed: a job whose worker ignores the cancel is reaped as canceled).
+        Raises StaleAttempt."""
 
     @abc.abstractmethod
     def add_metrics(self, experiment_id: str, attempt: int, points: Iterable[MetricPoint]) -> None:

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
@@ -29,10 +29,12 @@ from lab.store.base import (
 )
 from lab.store.downsample import read_series
 from lab.store.series import BLK, write_points
+from lab.clock import utcnow
 from lab.store.public_error import public_error
 from lab.store.quota_lock import admit, lock_owner
 from lab.store.orm import ExperimentRow, MatrixRow, MetricPointRow, MetricSeriesRow, UtcDateTime
-from lab.store.session import Sessions
+from lab.store.orm import finite_json as _finite, to_experiment as _to_experiment
+from lab.store.session import Sessions, WalCheckpointer, sqlite_file
 from lab.store.sweeps import SweepStoreMixin
 from lab.store.users import UserStoreMixin
 
@@ -51,29 +53,6 @@ def _by_key(session: Session, owner: str | None, key: str) -> Experiment | None:
     return None if row is None else _to_experiment(row)
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _finite(obj: Any) -> Any:
-    """JSON without NaN/inf (PostgreSQL's JSONB rejects them): non-finite floats become None."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _to_experiment(row: sa.Row) -> Experiment:
-    m = row._mapping
-    values = {col.name: m[col.name] for col in E.columns}
-    if values["error"]:  # rows settled before errors were scrubbed on write
-        values["error"] = public_error(values["error"])
-    return Experiment(**values)
-
-
 def _encode_cursor(created_at: datetime, experiment_id: str) -> str:
     raw = json.dumps([created_at.isoformat(), experiment_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -89,12 +68,18 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # sweeps.py; users.py (engineer J)
-    def __init__(self, engine: sa.Engine, *, metric_batch: int = 500) -> None:
+    def __init__(self, engine: sa.Engine, *, metric_batch: int = 500,
+                 checkpoint_every_s: float | None = None) -> None:
         self.engine = engine
         self.sessions = Sessions(engine)
         self.metric_batch = metric_batch
+        database = sqlite_file(engine)
+        self.checkpointer = (WalCheckpointer(database, checkpoint_every_s).start()
+                             if database and checkpoint_every_s else None)
 
     def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
 
     # ------------------------------------------------------------------ helpers
@@ -219,7 +204,12 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # sweeps.py; users.py (
         with self.sessions.write() as s:
             stmt = (sa.update(E)
                     .where(E.c.id == experiment_id, E.c.attempts == attempt, E.c.status == "running")
-                    .values(step=step, heartbeat_at=utcnow()).returning(E.c.cancel_requested))
+                    # a canceled job's beat is not renewed: if its worker does not stop it, the
+                    # reaper ends it `canceled` after stale_after_s
+                    .values(step=step, heartbeat_at=sa.case(
+                        (E.c.cancel_requested.is_(True), E.c.heartbeat_at),
+                        else_=sa.literal(utcnow(), UtcDateTime())))
+                    .returning(E.c.cancel_requested))
             row = s.execute(stmt).one_or_none()
         if row is None:
             raise StaleAttempt(f"{experiment_id}: attempt {attempt} is not the running attempt")

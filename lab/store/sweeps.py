@@ -21,7 +21,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lab.store.base import Experiment, NewSweepMember, NotFound, StoreError, Sweep, SweepMember
+from lab.clock import utcnow
 from lab.store.orm import Base, ExperimentRow, JsonType, UtcDateTime
+from lab.store.orm import finite_json as _finite, to_experiment as _to_experiment
 
 
 class SweepRow(Base):
@@ -96,8 +98,7 @@ class SweepStoreMixin:
                      members: Sequence[NewSweepMember], idempotency_key: str | None = None,
                      owner: str | None = None, priority: int = 0, max_active: int | None = None,
                      ) -> tuple[Sweep, list[Experiment], bool]:
-        from lab.store.quota_lock import admit, lock_owner  # it imports orm, which imports us
-        from lab.store.sql import _finite, _to_experiment, utcnow  # sql.py imports this module
+        from lab.store.quota_lock import admit, lock_owner  # it imports orm
 
         def existing(session) -> tuple[Sweep, list[Experiment]] | None:
             same_owner = SW.c.owner.is_(None) if owner is None else SW.c.owner == owner
@@ -154,7 +155,6 @@ class SweepStoreMixin:
             return self._read_sweep(s, sweep_id)
 
     def sweep_experiments(self, sweep_id: str) -> list[Experiment]:
-        from lab.store.sql import _to_experiment
 
         with self.sessions.read() as s:
             if s.execute(sa.select(SW.c.id).where(SW.c.id == sweep_id)).first() is None:

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lab.store.base import ApiToken, Duplicate, Experiment, NotFound, User
-from lab.store.orm import Base, ExperimentRow, UtcDateTime
+from lab.store.orm import Base, ExperimentRow, UtcDateTime, to_experiment as _to_experiment
 
 CLAIM_CANDIDATES = 8  # fair-order candidates tried per round (others may win the race for one)
 CLAIM_ROUNDS = 3

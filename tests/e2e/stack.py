@@ -68,7 +68,7 @@ class Stack:
     def start_api(self) -> None:
         port = free_port()
         self.base_url = f"http://127.0.0.1:{port}"
-        from service.serve import api_command
+        from launcher.serve import api_command
 
         self._start("api", api_command("127.0.0.1", port,
                                        self.env.get("ADVLAB_TRUSTED_PROXIES", "")))

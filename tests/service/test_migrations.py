@@ -17,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from lab.store import open_store
 from lab.store.base import SchemaOutOfDate
 from lab.store.migrate import current, downgrade, head_revisions, upgrade
-from lab.store.orm import Base
+from lab.store.tables import metadata
 from lab.store.session import make_engine
 from tests.conftest import require_service, throwaway_pg_database
 
@@ -62,7 +62,7 @@ def test_migrated_schema_matches_the_orm_models(empty_url):
     try:
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
-                                    Base.metadata)
+                                    metadata)
     finally:
         engine.dispose()
     assert diff == []

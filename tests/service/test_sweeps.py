@@ -62,7 +62,7 @@ def seed_summary(test_acc: float, robust: float) -> dict:
 
 
 def test_grid_points_are_the_cartesian_product_first_path_slowest():
-    points = grid_points({"a.x": [1, 2], "b": ["u", "v", "w"]})
+    points = list(grid_points({"a.x": [1, 2], "b": ["u", "v", "w"]}))
     assert points[:3] == [{"a.x": 1, "b": "u"}, {"a.x": 1, "b": "v"}, {"a.x": 1, "b": "w"}]
     assert len(points) == 6 and points[-1] == {"a.x": 2, "b": "w"}
 

@@ -7,7 +7,7 @@ import threading
 import time
 
 from lab.store import open_store
-from worker.enqueue import enqueue_experiment, queue_depth
+from lab.queue import enqueue_experiment, queue_depth
 from worker.reaper import Reaper, ReaperThread
 
 
