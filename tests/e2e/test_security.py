@@ -219,8 +219,9 @@ def _login(client: httpx.Client, token_header: dict[str, str], next_path: str = 
     return client.post("/login", data={"token": token, "next": next_path})
 
 
-def _session(response: httpx.Response) -> dict[str, str]:
-    return {"advlab_session": response.cookies["advlab_session"]}
+def _session(response: httpx.Response) -> str:
+    """The session cookie a login set (the client's jar keeps it for the next requests)."""
+    return response.cookies["advlab_session"]
 
 
 def test_every_dashboard_page_needs_the_login_and_the_session_opens_it(lab):
@@ -248,14 +249,14 @@ def test_every_dashboard_page_needs_the_login_and_the_session_opens_it(lab):
         assert "secure" not in cookie  # plain http here; over TLS the cookie is Secure
         assert _login(client, headers["bob"], "https://evil.example/").headers[
             "location"] == "/"  # no open redirect
-        session = _session(login)
+        assert _session(login)
         for path in pages:
-            response = client.get(path, cookies=session)
+            response = client.get(path)
             assert response.status_code == 200, (path, response.status_code)
-        assert client.get("/openapi.json", cookies=session).json()["info"]["title"] == "advlab"
+        assert client.get("/openapi.json").json()["info"]["title"] == "advlab"
         assert client.get("/openapi.json", headers=headers["bob"]).status_code == 200
         # bob sees alice's experiment but is offered no cancel button on it
-        assert 'id="cancel"' not in client.get(f"/experiments/{eid}", cookies=session).text
+        assert 'id="cancel"' not in client.get(f"/experiments/{eid}").text
 
 
 def test_in_page_cancel_needs_the_pages_csrf_token_and_only_acts_on_your_own_jobs(lab):
@@ -265,24 +266,24 @@ def test_in_page_cancel_needs_the_pages_csrf_token_and_only_acts_on_your_own_job
     with stack.client() as client:
         mine = client.post("/v1/experiments", json=tiny_spec(), headers=headers["alice"]).json()["id"]
         theirs = client.post("/v1/experiments", json=tiny_spec(), headers=headers["bob"]).json()["id"]
-        session = _session(_login(client, headers["alice"]))
-        page = client.get(f"/experiments/{mine}", cookies=session).text
+        assert _session(_login(client, headers["alice"]))
+        page = client.get(f"/experiments/{mine}").text
         assert 'id="cancel"' in page
         csrf = re.search(r'<meta name="csrf-token" content="([0-9a-f]+)">', page).group(1)
         cancel = f"/v1/experiments/{mine}/cancel"
         # a cross-site form or script cannot send the page's token: refused, nothing changes
-        assert client.post(cancel, cookies=session).status_code == 403
-        assert client.post(cancel, cookies=session,
+        assert client.post(cancel).status_code == 403
+        assert client.post(cancel,
                            headers={"X-CSRF-Token": "0" * 40}).status_code == 403
-        assert client.get(f"/v1/experiments/{mine}", cookies=session).json()["status"] == "queued"
-        done = client.post(cancel, cookies=session, headers={"X-CSRF-Token": csrf})
+        assert client.get(f"/v1/experiments/{mine}").json()["status"] == "queued"
+        done = client.post(cancel, headers={"X-CSRF-Token": csrf})
         assert done.status_code == 200 and done.json()["status"] == "canceled"
-        other = client.post(f"/v1/experiments/{theirs}/cancel", cookies=session,
+        other = client.post(f"/v1/experiments/{theirs}/cancel",
                             headers={"X-CSRF-Token": csrf})
         assert other.status_code == 403 and "bob" in other.json()["detail"]
         # logout needs the token too, then clears the cookie
-        assert client.post("/logout", cookies=session, data={"csrf": "x"}).status_code == 403
-        out = client.post("/logout", cookies=session, data={"csrf": csrf})
+        assert client.post("/logout", data={"csrf": "x"}).status_code == 403
+        out = client.post("/logout", data={"csrf": csrf})
         assert out.status_code == 303 and 'advlab_session=""' in out.headers["set-cookie"]
 
 
