@@ -64,9 +64,10 @@ def _threat(attack: AttackSpec, x: Tensor, radius: Tensor | float, feature_ndim:
 def _attack_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat: Threat, *,
                   direction: Tensor | None, generator: Generator,
                   clusters: Tensor | None = None, cluster_labels: Tensor | None = None,
-                  evaluation: bool = False) -> Tensor:
-    """The attack's perturbation (*lead, *F) within the threat's per-example radii.
-    `evaluation`: only robustness counts (APGD may skip examples already broken)."""
+                  evaluation: bool = False) -> tuple[Tensor, Tensor | None]:
+    """The attack's perturbation (*lead, *F) within the threat's per-example radii, and its
+    attacker score (*lead) when the attack computed one (None: the fixed-direction attack).
+    `evaluation`: only robustness counts (PGD and APGD stop on examples once broken)."""
     feature_ndim, radius = threat.feature_ndim, threat.radius
     target = attack.target if attack.targeted else None
     if attack.kind in ("apgd", "autoattack"):
@@ -79,19 +80,21 @@ def _attack_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat
                                 feature_ndim=feature_ndim)
         if threat.box is not None:
             delta = (x + delta).clamp(*threat.box) - x
-        return delta
+        return delta, None
     if attack.kind == "fgsm":
-        return fgsm(model, x, y, threat, loss=attack.loss, target=target)[0]
-    delta, _ = run_pgd(model, x, y, threat, steps=attack.steps,
-                       step_size=step_sizes(attack.step_size, radius, attack.steps),
-                       restarts=attack.restarts, random_start=attack.random_start,
-                       loss=attack.loss, target=target, generator=generator)
-    return delta
+        return fgsm(model, x, y, threat, loss=attack.loss, target=target,
+                    stop_broken=evaluation)
+    return run_pgd(model, x, y, threat, steps=attack.steps,
+                   step_size=step_sizes(attack.step_size, radius, attack.steps),
+                   restarts=attack.restarts, random_start=attack.random_start,
+                   loss=attack.loss, target=target, generator=generator,
+                   stop_broken=evaluation)
 
 
 def _apgd_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat: Threat, *,
                 direction: Tensor | None, clusters: Tensor | None,
-                cluster_labels: Tensor | None, generator: Generator, prune: bool) -> Tensor:
+                cluster_labels: Tensor | None, generator: Generator,
+                prune: bool) -> tuple[Tensor, Tensor]:
     """APGD / AutoAttack, started also from the data model's directions when it has any."""
     starts = None
     if attack.data_starts:
@@ -100,13 +103,13 @@ def _apgd_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat: 
     if attack.kind == "autoattack":
         return run_autoattack(model, x, y, threat, steps=attack.steps, restarts=attack.restarts,
                               n_target_classes=attack.n_target_classes, starts=starts,
-                              generator=generator, prune=prune)[0]
+                              generator=generator, prune=prune)
     apgd_t = attack.targeted and attack.target is None
     return run_apgd(model, x, y, threat, steps=attack.steps,
                     restarts=attack.restarts, random_start=attack.random_start,
                     loss=attack.loss, target=attack.target if attack.targeted else None,
                     n_target_classes=attack.n_target_classes if apgd_t else None,
-                    starts=starts, generator=generator, prune=prune)[0]
+                    starts=starts, generator=generator, prune=prune)
 
 
 def flag_loss(attack: AttackSpec) -> str:
@@ -132,8 +135,9 @@ def perturb(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, radius: floa
     opposite-cluster direction apgd / autoattack also start from (advcore.attacks.starts).
     """
     threat = _threat(attack, x, float(radius), feature_ndim, subspace_basis, basis_ndim)
-    delta = _attack_delta(model, x, y, attack, threat, direction=direction, generator=generator,
-                          clusters=clusters, cluster_labels=cluster_labels)
+    delta, _ = _attack_delta(model, x, y, attack, threat, direction=direction,
+                             generator=generator, clusters=clusters,
+                             cluster_labels=cluster_labels)
     return (x.detach() + delta).detach()
 
 
@@ -172,9 +176,12 @@ def robust_accuracy(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, *,
             threat = _threat(attack, xs, r, feature_ndim, subspace_basis, basis_ndim)
             if gradient_attack:  # noise first: the attack's draws then do not depend on it
                 noise_margins.append(margin(model(xs + threat.sample(xs, generator)), ys))
-            delta = _attack_delta(model, xs, ys, attack, threat, direction=direction,
-                                  generator=generator, clusters=clusters,
-                                  cluster_labels=cluster_labels, evaluation=True)
+            delta, score = _attack_delta(model, xs, ys, attack, threat, direction=direction,
+                                         generator=generator, clusters=clusters,
+                                         cluster_labels=cluster_labels, evaluation=True)
+            if score is not None and target is None:  # untargeted: the score is the margin
+                attack_margins.append(score)
+                continue
             logits = model(xs + delta)
             attack_margins.append(margin(logits, ys))
             if target is not None:

@@ -7,15 +7,15 @@ steps or restarts can only make the attack stronger.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
 from torch import Tensor
 
 from advcore.attacks.losses import attack_loss, attacker_score
-from advcore.attacks.norms import (Generator, bcast, project_ball, sample_ball,
-                                   shrink_into_ball, steepest_direction)
+from advcore.attacks.norms import (_TINY, Generator, ball_norm, bcast, project_ball,
+                                   sample_ball, shrink_into_ball, steepest_direction)
 from advcore.attacks.subspace import Subspace, projection_flops, subspace_directions
 from advcore.cost import FLOAT, AttackContext, AttackCost, Factor
 
@@ -57,6 +57,23 @@ class Threat:
             grad = self.subspace.project(grad)
         return steepest_direction(grad, self.norm, self.ball_ndim)
 
+    def advance(self, x: Tensor, x_adv: Tensor, grad: Tensor, step: Tensor | float) -> Tensor:
+        """The next iterate: x_adv moved by `step` along the steepest ascent of `grad`, mapped
+        into the feasible set. Works in place on the new direction tensor (one input-sized
+        allocation per step); returns the point x + delta, not the perturbation."""
+        delta = self.ascent(grad).mul_(step).add_(x_adv).sub_(x)
+        if self.subspace is not None:
+            return delta.copy_(self.constrain(x, delta)).add_(x)
+        if self.norm == "linf":
+            r = bcast(self.radius, delta)
+            delta = delta.clamp_(min=-r, max=r) if isinstance(r, Tensor) else delta.clamp_(-r, r)
+        else:
+            n = ball_norm(delta, "l2", self.ball_ndim)
+            scale = (bcast(self.radius, n) / n.clamp_min(_TINY)).clamp_(max=1.0)
+            delta.mul_(scale.reshape(scale.shape + (1,) * self.ball_ndim))
+        delta.add_(x)
+        return delta.clamp_(*self.box) if self.box is not None else delta
+
     def sample(self, x: Tensor, generator: Generator) -> Tensor:
         """A random feasible perturbation (the random start / the random-noise baseline)."""
         if self.subspace is not None:
@@ -67,38 +84,100 @@ class Threat:
         return self.constrain(x, delta)
 
 
+def _take(value: Tensor | float, cols: Tensor, dim: int) -> Tensor | float:
+    """`value` at the kept columns `cols` of the example dim `dim` (floats and tensors that
+    broadcast along that dim pass through)."""
+    if not isinstance(value, Tensor) or value.dim() <= dim or value.shape[dim] == 1:
+        return value
+    return value.index_select(dim, cols)
+
+
 def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
             step_size: Tensor | float, restarts: int = 1, random_start: bool = True,
             loss: str = "margin", target: int | None = None,
-            generator: Generator = None) -> tuple[Tensor, Tensor]:
+            generator: Generator = None, stop_broken: bool = False) -> tuple[Tensor, Tensor]:
     """Maximise the attack loss over the threat set; returns (delta, score) of each example's
     worst case: delta (*lead, *F), score (*lead) = attacker_score (lower = more successful).
 
     x (*lead, *F); y (*lead) (binary +-1 float or long classes); step_size per example (*lead)
     or a float. Gradients are taken w.r.t. the perturbation only (model parameters untouched).
+
+    The score of an iterate comes from the forward pass that also gives its gradient; each
+    restart adds one forward for its last iterate. `stop_broken` (evaluation, untargeted): an
+    example whose score reaches <= 0 is broken for good (its worst case only falls), so it
+    keeps that worst case and stops; columns (the example dim, over the seed dims) broken for
+    every seed leave the batch, and later restarts attack only the columns still unbroken.
+    Random starts are drawn for every example, so S batched seeds draw what S runs draw.
     """
     x = x.detach()
-    step = bcast(step_size, x)
+    n_batch = y.dim() - 1
+    stop = stop_broken and target is None
+    score_is_loss = loss == "margin" and target is None  # attack_loss = -margin = -score
     best_delta = torch.zeros_like(x)
     best_score = torch.full(y.shape, float("inf"), dtype=x.dtype, device=x.device)
+    step = bcast(step_size, x)
     for _ in range(restarts if random_start else 1):
-        delta = threat.sample(x, generator) if random_start else torch.zeros_like(x)
+        start = threat.sample(x, generator) if random_start else None  # drawn for all
+        cols = torch.arange(y.shape[-1], device=x.device)
+        if stop:  # later restarts: only the columns not yet broken for every seed
+            cols = (best_score > 0).reshape(-1, y.shape[-1]).any(0).nonzero().squeeze(-1)
+            if cols.numel() == 0:
+                break
+        sub = _Active(x, y, threat, step, best_score, cols, n_batch)
+        x_adv = sub.x.clone() if start is None else sub.x + _take(start, cols, n_batch)
         for t in range(steps + 1):
             last = t == steps
             with torch.set_grad_enabled(not last):
-                delta.requires_grad_(not last)
-                logits = model(x + delta)
+                x_adv.requires_grad_(not last)
+                logits = model(x_adv)
                 if not last:
-                    grad = _input_gradient(attack_loss(logits, y, loss, target).sum(), delta)
+                    objective = attack_loss(logits, sub.y, loss, target)
+                    grad = _input_gradient(objective.sum(), x_adv)
             with torch.no_grad():
-                score = attacker_score(logits.detach(), y, target)
-                better = score < best_score  # (*lead)
-                best_score = torch.where(better, score, best_score)
-                delta = delta.detach()
-                best_delta = torch.where(bcast(better, x), delta, best_delta)
-                if not last:
-                    delta = threat.constrain(x, delta + step * threat.ascent(grad))
+                x_adv = x_adv.detach()
+                score = -objective.detach() if score_is_loss and not last else \
+                    attacker_score(logits.detach(), sub.y, target)
+                better = score < sub.best  # (*lead) of the active batch; frozen rows are <= 0
+                if stop:
+                    better &= sub.best > 0
+                sub.best = torch.where(better, score, sub.best)
+                rows = better.nonzero(as_tuple=True)  # only improved rows are written
+                if rows[0].numel():
+                    full = (*rows[:-1], sub.cols[rows[-1]])
+                    best_score[full] = score[rows]
+                    best_delta[full] = x_adv[rows] - sub.x[rows]
+                if last:
+                    break
+                x_adv = sub.threat.advance(sub.x, x_adv, grad, sub.step)
+                if stop:
+                    keep = (sub.best > 0).reshape(-1, sub.best.shape[-1]).any(0)
+                    if not bool(keep.all()):
+                        kept = keep.nonzero().squeeze(-1)
+                        if kept.numel() == 0:
+                            break
+                        sub = sub.select(kept)
+                        x_adv = x_adv.index_select(n_batch, kept)
     return best_delta, best_score
+
+
+class _Active:
+    """The columns of the batch still attacked: inputs, labels, radii, step sizes and each
+    example's worst score so far (all indexed along the example dim)."""
+
+    def __init__(self, x, y, threat, step, best, cols, dim) -> None:
+        self.dim, self.cols = dim, cols
+        full = cols.numel() == y.shape[-1]
+        pick = (lambda v: v) if full else (lambda v: _take(v, cols, dim))
+        self.x, self.y, self.step, self.best = pick(x), pick(y), pick(step), pick(best)
+        self.threat = threat if full else replace(threat, radius=pick(threat.radius))
+
+    def select(self, kept: Tensor) -> "_Active":
+        out = object.__new__(_Active)
+        out.dim, out.cols = self.dim, self.cols[kept]
+        pick = lambda v: _take(v, kept, self.dim)  # noqa: E731
+        out.x, out.y, out.step, out.best = pick(self.x), pick(self.y), pick(self.step), pick(self.best)
+        out.threat = replace(self.threat, radius=pick(self.threat.radius))
+        return out
 
 
 def _input_gradient(objective: Tensor, delta: Tensor) -> Tensor:
@@ -111,10 +190,10 @@ def _input_gradient(objective: Tensor, delta: Tensor) -> Tensor:
 
 
 def fgsm(model: Model, x: Tensor, y: Tensor, threat: Threat, *, loss: str = "margin",
-         target: int | None = None) -> tuple[Tensor, Tensor]:
+         target: int | None = None, stop_broken: bool = False) -> tuple[Tensor, Tensor]:
     """One steepest-ascent step of the full radius from the clean point (no random start)."""
     return run_pgd(model, x, y, threat, steps=1, step_size=threat.radius, random_start=False,
-                   loss=loss, target=target)
+                   loss=loss, target=target, stop_broken=stop_broken)
 
 
 def step_sizes(step_size: str | float, radius: Tensor | float, steps: int) -> Tensor | float:
