@@ -151,8 +151,13 @@ def robust_accuracy(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, *,
                     feature_ndim: int, subspace_basis: Tensor | None = None,
                     direction: Tensor | None = None, generator: Generator = None,
                     basis_ndim: int | None = None, clusters: Tensor | None = None,
-                    cluster_labels: Tensor | None = None) -> AttackResult:
+                    cluster_labels: Tensor | None = None,
+                    early_exit: bool = True) -> AttackResult:
     """Robust accuracy at every radius of `attack` (radius 0 = clean accuracy).
+
+    `early_exit`: PGD / APGD stop attacking an example once it is broken (the same accuracy;
+    its margin is then the first one found <= 0, not the lowest); False runs every example to
+    the last step (the reference the early exit is tested against).
 
     For fgsm/pgd an example counts as robust at radius r only if neither the attack (at r or at
     any smaller radius: those perturbations are feasible at r too) nor a random point of the ball
@@ -178,7 +183,8 @@ def robust_accuracy(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, *,
                 noise_margins.append(margin(model(xs + threat.sample(xs, generator)), ys))
             delta, score = _attack_delta(model, xs, ys, attack, threat, direction=direction,
                                          generator=generator, clusters=clusters,
-                                         cluster_labels=cluster_labels, evaluation=True)
+                                         cluster_labels=cluster_labels,
+                                         evaluation=early_exit)
             if score is not None and target is None:  # untargeted: the score is the margin
                 attack_margins.append(score)
                 continue
@@ -246,14 +252,16 @@ def robust_accuracy_cost(attack: AttackSpec, ctx: AttackContext, n_seeds: int, n
     """(FLOPs term, peak-bytes term) of one `robust_accuracy` call on n_points per seed.
 
     Radii are stacked into the example dim in chunks of MAX_STACKED_ELEMENTS per seed; a
-    gradient attack adds a random-noise forward (with its subspace sampling) and a final
-    forward per stacked example, and one forward + input gradient on the clean points for the
-    masking flags."""
+    gradient attack adds a random-noise forward (with its subspace sampling), and one forward
+    + input gradient on the clean points for the masking flags; a final forward per stacked
+    example scores the fixed-direction and the targeted attacks (the others return their
+    margins). PGD's and APGD's early exit is not counted: the price is an upper bound."""
     kind = attack_cost(attack, ctx)
     R, D, F = len(attack.radii), ctx.in_elements, ctx.model.forward
     chunk = min(R, max(1, MAX_STACKED_ELEMENTS // max(n_points * D, 1)))
     gradient = attack.kind != "feature_direction"
-    per_example = kind.flops + F
+    scored = not gradient or (attack.targeted and attack.target is not None)
+    per_example = kind.flops + F * scored
     if gradient:
         K = subspace_directions(attack.subspace, ctx.data.features)
         per_example += F + 2 * projection_flops(K, D)

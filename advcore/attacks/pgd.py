@@ -84,12 +84,23 @@ class Threat:
         return self.constrain(x, delta)
 
 
-def _take(value: Tensor | float, cols: Tensor, dim: int) -> Tensor | float:
-    """`value` at the kept columns `cols` of the example dim `dim` (floats and tensors that
-    broadcast along that dim pass through)."""
+def _gather(value: Tensor | float, order: Tensor, dim: int) -> Tensor | float:
+    """`value` (*B, N, ...) at per-row example indices `order` (*B, K) along the example dim
+    `dim`; floats and tensors that broadcast along it pass through."""
     if not isinstance(value, Tensor) or value.dim() <= dim or value.shape[dim] == 1:
         return value
-    return value.index_select(dim, cols)
+    index = order.reshape(order.shape + (1,) * (value.dim() - dim - 1))
+    return value.gather(dim, index.expand(*order.shape, *value.shape[dim + 1:]))
+
+
+def _unbroken_first(best: Tensor) -> Tensor | None:
+    """Per row of the seed dims, the example indices with the unbroken (score > 0) first, cut to
+    the largest unbroken count over rows (*B, K); None when nothing is left to attack."""
+    unbroken = best > 0
+    k = int(unbroken.sum(-1).max()) if unbroken.numel() else 0
+    if k == 0:
+        return None
+    return (~unbroken).to(torch.uint8).sort(dim=-1, stable=True).indices[..., :k]
 
 
 def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
@@ -105,8 +116,9 @@ def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
     The score of an iterate comes from the forward pass that also gives its gradient; each
     restart adds one forward for its last iterate. `stop_broken` (evaluation, untargeted): an
     example whose score reaches <= 0 is broken for good (its worst case only falls), so it
-    keeps that worst case and stops; columns (the example dim, over the seed dims) broken for
-    every seed leave the batch, and later restarts attack only the columns still unbroken.
+    keeps that worst case and stops. Each row of the seed dims keeps its unbroken examples in
+    front and the batch shrinks to the largest unbroken count over rows (the others' broken
+    examples fill their rows, frozen); later restarts start from the unbroken ones only.
     Random starts are drawn for every example, so S batched seeds draw what S runs draw.
     """
     x = x.detach()
@@ -118,13 +130,12 @@ def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
     step = bcast(step_size, x)
     for _ in range(restarts if random_start else 1):
         start = threat.sample(x, generator) if random_start else None  # drawn for all
-        cols = torch.arange(y.shape[-1], device=x.device)
-        if stop:  # later restarts: only the columns not yet broken for every seed
-            cols = (best_score > 0).reshape(-1, y.shape[-1]).any(0).nonzero().squeeze(-1)
-            if cols.numel() == 0:
-                break
-        sub = _Active(x, y, threat, step, best_score, cols, n_batch)
-        x_adv = sub.x.clone() if start is None else sub.x + _take(start, cols, n_batch)
+        order = _unbroken_first(best_score) if stop else \
+            torch.arange(y.shape[-1], device=x.device).expand(y.shape)
+        if order is None:
+            break
+        sub = _Active(x, y, threat, step, best_score, order, n_batch)
+        x_adv = sub.x.clone() if start is None else sub.x + _gather(start, order, n_batch)
         for t in range(steps + 1):
             last = t == steps
             with torch.set_grad_enabled(not last):
@@ -137,46 +148,51 @@ def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
                 x_adv = x_adv.detach()
                 score = -objective.detach() if score_is_loss and not last else \
                     attacker_score(logits.detach(), sub.y, target)
-                better = score < sub.best  # (*lead) of the active batch; frozen rows are <= 0
+                better = score < sub.best  # (*lead) of the active batch
                 if stop:
-                    better &= sub.best > 0
+                    better &= sub.best > 0  # broken examples are frozen
                 sub.best = torch.where(better, score, sub.best)
                 rows = better.nonzero(as_tuple=True)  # only improved rows are written
                 if rows[0].numel():
-                    full = (*rows[:-1], sub.cols[rows[-1]])
+                    full = (*rows[:-1], sub.order[rows])
                     best_score[full] = score[rows]
                     best_delta[full] = x_adv[rows] - sub.x[rows]
                 if last:
                     break
                 x_adv = sub.threat.advance(sub.x, x_adv, grad, sub.step)
                 if stop:
-                    keep = (sub.best > 0).reshape(-1, sub.best.shape[-1]).any(0)
-                    if not bool(keep.all()):
-                        kept = keep.nonzero().squeeze(-1)
-                        if kept.numel() == 0:
+                    unbroken = (sub.best > 0).sum(-1).max()
+                    if int(unbroken) < sub.best.shape[-1]:
+                        kept = _unbroken_first(sub.best)
+                        if kept is None:
                             break
                         sub = sub.select(kept)
-                        x_adv = x_adv.index_select(n_batch, kept)
+                        x_adv = _gather(x_adv, kept, n_batch)
     return best_delta, best_score
 
 
 class _Active:
-    """The columns of the batch still attacked: inputs, labels, radii, step sizes and each
-    example's worst score so far (all indexed along the example dim)."""
+    """The examples still attacked, per row of the seed dims: inputs, labels, radii, step
+    sizes, each one's worst score so far, and `order` (*B, K), their indices in the batch."""
 
-    def __init__(self, x, y, threat, step, best, cols, dim) -> None:
-        self.dim, self.cols = dim, cols
-        full = cols.numel() == y.shape[-1]
-        pick = (lambda v: v) if full else (lambda v: _take(v, cols, dim))
+    def __init__(self, x, y, threat, step, best, order, dim) -> None:
+        self.dim, self.order = dim, order
+        n = y.shape[-1]
+        full = order.shape[-1] == n and bool((order == torch.arange(n, device=order.device)).all())
+        self._set(x, y, threat, step, best, (lambda v: v) if full else
+                  (lambda v: _gather(v, order, dim)))
+
+    def _set(self, x, y, threat, step, best, pick) -> None:
         self.x, self.y, self.step, self.best = pick(x), pick(y), pick(step), pick(best)
-        self.threat = threat if full else replace(threat, radius=pick(threat.radius))
+        radius = pick(threat.radius)
+        self.threat = threat if radius is threat.radius else replace(threat, radius=radius)
 
     def select(self, kept: Tensor) -> "_Active":
+        """The sub-batch at per-row positions `kept` (*B, K') of this one."""
         out = object.__new__(_Active)
-        out.dim, out.cols = self.dim, self.cols[kept]
-        pick = lambda v: _take(v, kept, self.dim)  # noqa: E731
-        out.x, out.y, out.step, out.best = pick(self.x), pick(self.y), pick(self.step), pick(self.best)
-        out.threat = replace(self.threat, radius=pick(self.threat.radius))
+        out.dim, out.order = self.dim, self.order.gather(-1, kept)
+        out._set(self.x, self.y, self.threat, self.step, self.best,
+                 lambda v: _gather(v, kept, self.dim))
         return out
 
 
