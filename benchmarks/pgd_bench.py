@@ -44,7 +44,7 @@ def timed(fn, device: str) -> tuple[float, object]:
     return time.perf_counter() - start, out
 
 
-def matmul_peak(device: str, n: int = 2048, repeat: int = 5) -> float:
+def matmul_peak(device: str, n: int = 1024, repeat: int = 5) -> float:
     """GFLOP/s of a float32 (n x n) @ (n x n) matmul, best of `repeat`."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b
