@@ -46,7 +46,8 @@ MAX_ATTACKS = 32  # attacks per evaluation
 MAX_ATTACK_PASSES = 2**20  # per attacked point: sum over attacks of (steps + 1) x restarts x radii
 MAX_EPOCHS = 1_000_000
 MAX_OPTIMIZER_STEPS = 10_000_000  # epochs x batches per epoch (CIFAR-10, 200 epochs: 78200)
-MAX_EVALUATIONS = 100_000  # epochs / every
+MAX_EVALUATIONS = 100_000  # epochs / every (and / record_every, / attack_every)
+MAX_ATTACK_EPOCHS = 10_000  # listed epochs of evaluation.attack_every
 MAX_DIRECTIONS = 4096  # subspace directions, reconstruction basis size
 MAX_PER_CLASS = 10_000  # reconstructed images per class (CIFAR-10 has 5000)
 MAX_PAIRS = 90  # (source, target) class pairs of 10 classes
@@ -418,7 +419,16 @@ Record = Literal["correlations", "weight_norms", "margins", "decoupling"]
 
 
 class EvaluationSpec(_Model):
+    """What each evaluation measures and when (advcore.schedule): `every` is the period of the
+    cheap records, the attacks and the stored matrices unless one of the *_every says otherwise;
+    the last epoch always has all three."""
+
     every: PositiveInt = 10  # evaluate every `every` epochs (and at the first and last)
+    record_every: PositiveInt | None = None  # losses, accuracies, correlations (None: every)
+    # robust accuracies every this many epochs, or at the listed epochs (None: every)
+    attack_every: PositiveInt | Annotated[list[PositiveInt], Field(
+        min_length=1, max_length=MAX_ATTACK_EPOCHS)] | None = None
+    matrix_every: PositiveInt | None = None  # store matrices at evaluated multiples of it
     attacks: Annotated[list[AttackSpec], Field(max_length=MAX_ATTACKS)] = Field(
         default_factory=list)
     record: Annotated[list[Record], Field(max_length=8)] = Field(
@@ -546,9 +556,17 @@ class ExperimentSpec(_Model):
             loc = ("training", "batch_size") if batches_dominate else ("training", "epochs")
             raise too_large("ExperimentSpec", loc, t.epochs * per_epoch, MAX_OPTIMIZER_STEPS,
                             "epochs x batches per epoch")
-        if t.epochs // self.evaluation.every > MAX_EVALUATIONS:
-            raise too_large("ExperimentSpec", ("evaluation", "every"),
-                            t.epochs // self.evaluation.every, MAX_EVALUATIONS, "epochs / every")
+        ev = self.evaluation
+        for name in ("every", "record_every", "attack_every"):
+            period = getattr(ev, name)
+            if isinstance(period, int) and t.epochs // period > MAX_EVALUATIONS:
+                raise too_large("ExperimentSpec", ("evaluation", name), t.epochs // period,
+                                MAX_EVALUATIONS, f"epochs / {name}")
+        if isinstance(ev.attack_every, list):
+            late = [i for i, e in enumerate(ev.attack_every) if e > t.epochs]
+            if late:
+                raise too_large("ExperimentSpec", ("evaluation", "attack_every", late[0]),
+                                ev.attack_every[late[0]], t.epochs, "an attacked epoch")
 
     # ------------------------------------------------------------------ canonical form
 

@@ -25,6 +25,7 @@ from advcore.cost import FLOAT, AttackContext, Factor, Ledger, Term, seeds_facto
 from advcore.data import Dataset
 from advcore.device import derive_seed, generator
 from advcore.observe import Canceled, Observer
+from advcore.schedule import evaluation_plan
 
 
 @dataclass(frozen=True)
@@ -153,11 +154,6 @@ def make_optimizer(params, opt) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
 
 
-def eval_epochs(epochs: int, every: int) -> set[int]:
-    """Epochs with a full evaluation: every, 2*every, ... and always the last."""
-    return set(range(every, epochs + 1, every)) | {epochs}
-
-
 def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """t (S, N, ...) at per-seed indices idx (S, B) -> (S, B, ...)."""
     return t[torch.arange(t.shape[0], device=t.device)[:, None], idx]
@@ -178,7 +174,7 @@ def train(spec, model, data: Dataset, task: Task, observer: Observer,
     batch_gens = [generator(s, "batches") for s in seeds]
     attack_gen = attack_generator(seeds, "adversary", x.device) if t.mode == "adversarial" else None
     adv_kwargs = attack_kwargs(t.adversary, data) if t.mode == "adversarial" else {}
-    scheduled = eval_epochs(t.epochs, spec.evaluation.every)
+    scheduled = evaluation_plan(spec.evaluation, t.epochs).evaluated
     evaluate(0)
     for epoch in range(1, t.epochs + 1):
         if full_batch:

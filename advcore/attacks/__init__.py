@@ -64,9 +64,10 @@ def _threat(attack: AttackSpec, x: Tensor, radius: Tensor | float, feature_ndim:
 def _attack_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat: Threat, *,
                   direction: Tensor | None, generator: Generator,
                   clusters: Tensor | None = None, cluster_labels: Tensor | None = None,
-                  evaluation: bool = False) -> Tensor:
-    """The attack's perturbation (*lead, *F) within the threat's per-example radii.
-    `evaluation`: only robustness counts (APGD may skip examples already broken)."""
+                  evaluation: bool = False) -> tuple[Tensor, Tensor | None]:
+    """The attack's perturbation (*lead, *F) within the threat's per-example radii, and its
+    attacker score (*lead) when the attack computed one (None: the fixed-direction attack).
+    `evaluation`: only robustness counts (PGD and APGD stop on examples once broken)."""
     feature_ndim, radius = threat.feature_ndim, threat.radius
     target = attack.target if attack.targeted else None
     if attack.kind in ("apgd", "autoattack"):
@@ -79,19 +80,21 @@ def _attack_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat
                                 feature_ndim=feature_ndim)
         if threat.box is not None:
             delta = (x + delta).clamp(*threat.box) - x
-        return delta
+        return delta, None
     if attack.kind == "fgsm":
-        return fgsm(model, x, y, threat, loss=attack.loss, target=target)[0]
-    delta, _ = run_pgd(model, x, y, threat, steps=attack.steps,
-                       step_size=step_sizes(attack.step_size, radius, attack.steps),
-                       restarts=attack.restarts, random_start=attack.random_start,
-                       loss=attack.loss, target=target, generator=generator)
-    return delta
+        return fgsm(model, x, y, threat, loss=attack.loss, target=target,
+                    stop_broken=evaluation)
+    return run_pgd(model, x, y, threat, steps=attack.steps,
+                   step_size=step_sizes(attack.step_size, radius, attack.steps),
+                   restarts=attack.restarts, random_start=attack.random_start,
+                   loss=attack.loss, target=target, generator=generator,
+                   stop_broken=evaluation)
 
 
 def _apgd_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat: Threat, *,
                 direction: Tensor | None, clusters: Tensor | None,
-                cluster_labels: Tensor | None, generator: Generator, prune: bool) -> Tensor:
+                cluster_labels: Tensor | None, generator: Generator,
+                prune: bool) -> tuple[Tensor, Tensor]:
     """APGD / AutoAttack, started also from the data model's directions when it has any."""
     starts = None
     if attack.data_starts:
@@ -100,13 +103,13 @@ def _apgd_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat: 
     if attack.kind == "autoattack":
         return run_autoattack(model, x, y, threat, steps=attack.steps, restarts=attack.restarts,
                               n_target_classes=attack.n_target_classes, starts=starts,
-                              generator=generator, prune=prune)[0]
+                              generator=generator, prune=prune)
     apgd_t = attack.targeted and attack.target is None
     return run_apgd(model, x, y, threat, steps=attack.steps,
                     restarts=attack.restarts, random_start=attack.random_start,
                     loss=attack.loss, target=attack.target if attack.targeted else None,
                     n_target_classes=attack.n_target_classes if apgd_t else None,
-                    starts=starts, generator=generator, prune=prune)[0]
+                    starts=starts, generator=generator, prune=prune)
 
 
 def flag_loss(attack: AttackSpec) -> str:
@@ -132,8 +135,9 @@ def perturb(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, radius: floa
     opposite-cluster direction apgd / autoattack also start from (advcore.attacks.starts).
     """
     threat = _threat(attack, x, float(radius), feature_ndim, subspace_basis, basis_ndim)
-    delta = _attack_delta(model, x, y, attack, threat, direction=direction, generator=generator,
-                          clusters=clusters, cluster_labels=cluster_labels)
+    delta, _ = _attack_delta(model, x, y, attack, threat, direction=direction,
+                             generator=generator, clusters=clusters,
+                             cluster_labels=cluster_labels)
     return (x.detach() + delta).detach()
 
 
@@ -147,8 +151,13 @@ def robust_accuracy(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, *,
                     feature_ndim: int, subspace_basis: Tensor | None = None,
                     direction: Tensor | None = None, generator: Generator = None,
                     basis_ndim: int | None = None, clusters: Tensor | None = None,
-                    cluster_labels: Tensor | None = None) -> AttackResult:
+                    cluster_labels: Tensor | None = None,
+                    early_exit: bool = True) -> AttackResult:
     """Robust accuracy at every radius of `attack` (radius 0 = clean accuracy).
+
+    `early_exit`: PGD / APGD stop attacking an example once it is broken (the same accuracy;
+    its margin is then the first one found <= 0, not the lowest); False runs every example to
+    the last step (the reference the early exit is tested against).
 
     For fgsm/pgd an example counts as robust at radius r only if neither the attack (at r or at
     any smaller radius: those perturbations are feasible at r too) nor a random point of the ball
@@ -172,9 +181,13 @@ def robust_accuracy(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, *,
             threat = _threat(attack, xs, r, feature_ndim, subspace_basis, basis_ndim)
             if gradient_attack:  # noise first: the attack's draws then do not depend on it
                 noise_margins.append(margin(model(xs + threat.sample(xs, generator)), ys))
-            delta = _attack_delta(model, xs, ys, attack, threat, direction=direction,
-                                  generator=generator, clusters=clusters,
-                                  cluster_labels=cluster_labels, evaluation=True)
+            delta, score = _attack_delta(model, xs, ys, attack, threat, direction=direction,
+                                         generator=generator, clusters=clusters,
+                                         cluster_labels=cluster_labels,
+                                         evaluation=early_exit)
+            if score is not None and target is None:  # untargeted: the score is the margin
+                attack_margins.append(score)
+                continue
             logits = model(xs + delta)
             attack_margins.append(margin(logits, ys))
             if target is not None:
@@ -239,14 +252,16 @@ def robust_accuracy_cost(attack: AttackSpec, ctx: AttackContext, n_seeds: int, n
     """(FLOPs term, peak-bytes term) of one `robust_accuracy` call on n_points per seed.
 
     Radii are stacked into the example dim in chunks of MAX_STACKED_ELEMENTS per seed; a
-    gradient attack adds a random-noise forward (with its subspace sampling) and a final
-    forward per stacked example, and one forward + input gradient on the clean points for the
-    masking flags."""
+    gradient attack adds a random-noise forward (with its subspace sampling), and one forward
+    + input gradient on the clean points for the masking flags; a final forward per stacked
+    example scores the fixed-direction and the targeted attacks (the others return their
+    margins). PGD's and APGD's early exit is not counted: the price is an upper bound."""
     kind = attack_cost(attack, ctx)
     R, D, F = len(attack.radii), ctx.in_elements, ctx.model.forward
     chunk = min(R, max(1, MAX_STACKED_ELEMENTS // max(n_points * D, 1)))
     gradient = attack.kind != "feature_direction"
-    per_example = kind.flops + F
+    scored = not gradient or (attack.targeted and attack.target is not None)
+    per_example = kind.flops + F * scored
     if gradient:
         K = subspace_directions(attack.subspace, ctx.data.features)
         per_example += F + 2 * projection_flops(K, D)
