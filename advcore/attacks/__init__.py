@@ -15,11 +15,12 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from advcore.attacks.apgd import apgd_cost, autoattack_cost, run_apgd, run_autoattack
+from advcore.attacks.apgd import (MAX_PAIR_STARTS, apgd_cost, autoattack_cost, run_apgd,
+                                  run_autoattack)
 from advcore.attacks.direction import direction_cost, direction_delta
 from advcore.attacks.losses import attack_loss, attacker_score, binary_target_label, margin
 from advcore.attacks.masking import gradient_flags, rises_with_radius, verdict
-from advcore.attacks.norms import Generator
+from advcore.attacks.norms import Generator, bcast
 from advcore.attacks.pgd import Threat, fgsm, fgsm_cost, pgd_cost, run_pgd, step_sizes
 from advcore.attacks.starts import start_directions
 from advcore.attacks.subspace import make_subspace, projection_flops, subspace_directions
@@ -64,14 +65,22 @@ def _threat(attack: AttackSpec, x: Tensor, radius: Tensor | float, feature_ndim:
 def _attack_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat: Threat, *,
                   direction: Tensor | None, generator: Generator,
                   clusters: Tensor | None = None, cluster_labels: Tensor | None = None,
-                  evaluation: bool = False) -> Tensor:
+                  cluster_pairs: bool = False, evaluation: bool = False) -> Tensor:
     """The attack's perturbation (*lead, *F) within the threat's per-example radii.
     `evaluation`: only robustness counts (APGD may skip examples already broken)."""
     feature_ndim, radius = threat.feature_ndim, threat.radius
     target = attack.target if attack.targeted else None
     if attack.kind in ("apgd", "autoattack"):
         return _apgd_delta(model, x, y, attack, threat, direction=direction, clusters=clusters,
-                           cluster_labels=cluster_labels, generator=generator, prune=evaluation)
+                           cluster_labels=cluster_labels, cluster_pairs=cluster_pairs,
+                           generator=generator, prune=evaluation)
+    if attack.kind == "feature_direction" and attack.directions == "data":
+        starts = start_directions(x, y, feature_ndim=feature_ndim, direction=direction,
+                                  clusters=clusters, cluster_labels=cluster_labels,
+                                  cluster_pairs=None)
+        if starts is None:
+            raise ValueError("the data directions attack needs a data model with directions")
+        return worst_direction(model, x, y, starts, threat, target)
     if attack.kind == "feature_direction":
         if direction is None:
             raise ValueError("the feature_direction attack needs the data model's direction")
@@ -89,14 +98,36 @@ def _attack_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat
     return delta
 
 
+def worst_direction(model: Model, x: Tensor, y: Tensor, directions: Tensor, threat: Threat,
+                    target: int | None = None) -> Tensor:
+    """Per example the lowest-scoring of the fixed `directions` (*lead, K, *F), each grown to the
+    boundary of the example's ball (and clamped into its box): (*lead, *F). K forward passes."""
+    from advcore.attacks.apgd import direction_start
+
+    n_batch = y.dim() - 1
+    best_delta = torch.zeros_like(x)
+    best = torch.full(y.shape, float("inf"), dtype=x.dtype, device=x.device)
+    with torch.no_grad():
+        for k in range(directions.shape[n_batch + 1]):
+            delta = direction_start(x, directions.select(n_batch + 1, k), threat)
+            score = attacker_score(model(x + delta), y, target)
+            better = score < best
+            best = torch.where(better, score, best)
+            best_delta = torch.where(bcast(better, x), delta, best_delta)
+    return best_delta
+
+
 def _apgd_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat: Threat, *,
                 direction: Tensor | None, clusters: Tensor | None,
-                cluster_labels: Tensor | None, generator: Generator, prune: bool) -> Tensor:
-    """APGD / AutoAttack, started also from the data model's directions when it has any."""
+                cluster_labels: Tensor | None, cluster_pairs: bool, generator: Generator,
+                prune: bool) -> Tensor:
+    """APGD / AutoAttack, started also from the data model's directions when it has any (the
+    nearest cluster pairs too when the attacked read-out is argmax: `cluster_pairs`)."""
     starts = None
     if attack.data_starts:
         starts = start_directions(x, y, feature_ndim=threat.feature_ndim, direction=direction,
-                                  clusters=clusters, cluster_labels=cluster_labels)
+                                  clusters=clusters, cluster_labels=cluster_labels,
+                                  cluster_pairs=MAX_PAIR_STARTS if cluster_pairs else 0)
     if attack.kind == "autoattack":
         return run_autoattack(model, x, y, threat, steps=attack.steps, restarts=attack.restarts,
                               n_target_classes=attack.n_target_classes, starts=starts,
@@ -119,7 +150,7 @@ def perturb(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, radius: floa
             feature_ndim: int, subspace_basis: Tensor | None = None,
             direction: Tensor | None = None, generator: Generator = None,
             basis_ndim: int | None = None, clusters: Tensor | None = None,
-            cluster_labels: Tensor | None = None) -> Tensor:
+            cluster_labels: Tensor | None = None, cluster_pairs: bool = False) -> Tensor:
     """Adversarial examples x_adv (same shape as x) at one radius; used by adversarial training.
 
     `generator` may be one torch.Generator or a list of one per seed (x's first dim is then the
@@ -129,11 +160,13 @@ def perturb(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, radius: floa
     `basis_ndim` (feature_ndim or 1) resolves the rare shape ambiguity between the two.
     `direction`: the feature-direction attack's (*F) or per-seed (*B, *F) direction.
     `clusters` (k, *F) or (*B, k, *F) with `cluster_labels` (k,) +-1: cluster means whose
-    opposite-cluster direction apgd / autoattack also start from (advcore.attacks.starts).
+    opposite-cluster direction apgd / autoattack also start from (advcore.attacks.starts);
+    `cluster_pairs`: also from the nearest cluster pairs u_t - u_own (an argmax read-out).
     """
     threat = _threat(attack, x, float(radius), feature_ndim, subspace_basis, basis_ndim)
     delta = _attack_delta(model, x, y, attack, threat, direction=direction, generator=generator,
-                          clusters=clusters, cluster_labels=cluster_labels)
+                          clusters=clusters, cluster_labels=cluster_labels,
+                          cluster_pairs=cluster_pairs)
     return (x.detach() + delta).detach()
 
 
@@ -147,13 +180,15 @@ def robust_accuracy(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, *,
                     feature_ndim: int, subspace_basis: Tensor | None = None,
                     direction: Tensor | None = None, generator: Generator = None,
                     basis_ndim: int | None = None, clusters: Tensor | None = None,
-                    cluster_labels: Tensor | None = None) -> AttackResult:
+                    cluster_labels: Tensor | None = None,
+                    cluster_pairs: bool = False) -> AttackResult:
     """Robust accuracy at every radius of `attack` (radius 0 = clean accuracy).
 
     For fgsm/pgd an example counts as robust at radius r only if neither the attack (at r or at
     any smaller radius: those perturbations are feasible at r too) nor a random point of the ball
     at r misclassifies it; flags report where the raw attack looked masked. The
-    feature_direction attack is reported as is: its closed form, one fixed shift per radius.
+    feature_direction attacks are reported as is: fixed shifts per radius (the data directions
+    attack: the worst of the data model's directions per example).
     """
     radii = [float(r) for r in attack.radii]
     n_batch = x.dim() - feature_ndim - 1
@@ -174,7 +209,8 @@ def robust_accuracy(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, *,
                 noise_margins.append(margin(model(xs + threat.sample(xs, generator)), ys))
             delta = _attack_delta(model, xs, ys, attack, threat, direction=direction,
                                   generator=generator, clusters=clusters,
-                                  cluster_labels=cluster_labels, evaluation=True)
+                                  cluster_labels=cluster_labels, cluster_pairs=cluster_pairs,
+                                  evaluation=True)
             logits = model(xs + delta)
             attack_margins.append(margin(logits, ys))
             if target is not None:
