@@ -87,10 +87,10 @@ def cliff_radius(radii: list[float], accuracy: list[float], level: float = 0.1) 
     starts there."""
     points = sorted(zip(radii, accuracy))
     prev_r, prev_a = points[0]
-    if prev_a <= level:
+    if prev_a <= level + 1e-6:  # accuracies are float32 fractions (3/30 > 0.1)
         return float(prev_r)
     for r, a in points[1:]:
-        if a <= level:
+        if a <= level + 1e-6:
             return float(prev_r + (prev_a - level) / (prev_a - a) * (r - prev_r))
         prev_r, prev_a = r, a
     return None
