@@ -376,13 +376,14 @@ class AttackSpec(_Model):
     @property
     def threat_label(self) -> str:
         """Label of the robust accuracy against every attack of the same threat (norm, budget,
-        read-out): `min_l2`, `min_linf_per_patch`, `min_l2_fine`. A box only narrows the ball
-        (images: resolve() boxes every attack), so boxed and unboxed attacks share it."""
+        read-out): `min_l2`, `min_linf_per_patch`, `min_l2_fine`, `min_l2_argmax`. A box only
+        narrows the ball (images: resolve() boxes every attack), so boxed and unboxed attacks
+        share it; attacks of different read-outs never do."""
         label = f"min_{self.norm}"
         if self.budget == "per_patch":
             label += "_per_patch"
-        if self.readout == "fine":
-            label += "_fine"
+        if self.readout != "binary":
+            label += f"_{self.readout}"
         return label
 
 

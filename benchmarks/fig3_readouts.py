@@ -52,14 +52,19 @@ def spec(labels: str, d: int, k: int, seeds: list[int], n_attack: int,
 
 
 def curves(summary: dict) -> dict[str, dict[str, list[float]]]:
-    """{read-out: {attack label: accuracies over its radii, 'min': the minimum over attacks}}."""
+    """{read-out: {attack label: accuracies over its radii, 'min': per point the worst over
+    that read-out's attacks (the summary's robust_min)}}."""
     out: dict[str, dict[str, list[float]]] = {}
+
+    def reading(label: str) -> str:
+        suffix = label.rsplit("_", 1)[-1]
+        return suffix if suffix in ("argmax", "sum") else "binary"
+
     for row in summary["robust_accuracy"]:
-        suffix = row["attack"].rsplit("_", 1)[-1]
-        readout = suffix if suffix in ("argmax", "sum") else "binary"
-        out.setdefault(readout, {}).setdefault(row["attack"], []).append(row["accuracy"])
-    for per in out.values():
-        per["min"] = [min(col) for col in zip(*per.values())]
+        out.setdefault(reading(row["attack"]), {}).setdefault(row["attack"], []).append(
+            row["accuracy"])
+    for row in summary["robust_min"]:
+        out[reading(row["threat"])].setdefault("min", []).append(row["accuracy"])
     return out
 
 
@@ -83,7 +88,7 @@ def main() -> None:
     for labels, radii in runs:
         started = time.perf_counter()
         summary = run_experiment(parse_spec(spec(labels, d, k, seeds, args.n_attack, radii,
-                                                 args.pgd)), device="cpu")
+                                                 args.pgd)), device="cpu").to_stored()
         per = curves(summary)
         result[labels] = {"radii": radii, "curves": per, "clean": summary["clean_accuracy"],
                           "seconds": time.perf_counter() - started,

@@ -128,6 +128,9 @@ def test_attack_labels_name_an_explicit_readout():
     assert AttackSpec(kind="pgd", readout="fine").label == "pgd_l2_fine"
     assert AttackSpec(kind="feature_direction", directions="data").label == "data_directions"
     assert AttackSpec(kind="feature_direction", readout="sum").label == "feature_direction_sum"
+    # the minimum over attacks never mixes read-outs
+    assert [AttackSpec(readout=r).threat_label for r in ("binary", "sum", "argmax", "fine")] == [
+        "min_l2", "min_l2_sum", "min_l2_argmax", "min_l2_fine"]
     with pytest.raises(ValueError, match="directions applies"):
         AttackSpec(kind="pgd", directions="data")
 
