@@ -48,7 +48,8 @@ class Evaluator:
             logits = self.model(x)
             loss = per_seed_loss(logits, targets(self.data, self.task, split))
             y = getattr(self.data, f"y_{split}")
-            main_logits = binary_readout(logits, self.task.positive_classes) if self.task.has_readout else logits
+            main_logits = binary_readout(logits, self.task.positive_classes, self.task.readout) \
+                if self.task.has_readout else logits
             margin = margins(main_logits, y)  # (S, N)
             acc = (margin > 0).float().mean(1)
             out += self._records(f"{split}/loss", loss, step) + self._records(f"{split}/clean_accuracy", acc, step)
@@ -78,7 +79,7 @@ class Evaluator:
                 fn, y = attacked_view(self.model, self.task, attack, y_main, y_fine)
                 gen = attack_generator(self.seeds, f"eval/{split}/{i}/{step}", x.device)
                 res = self.robust_accuracy(fn, x, y, attack, generator=gen,
-                                           **attack_kwargs(attack, self.data))
+                                           **attack_kwargs(attack, self.data, self.task))
                 acc = res.accuracy.reshape(len(res.radii), -1)  # (radii, S)
                 for radius, per_seed in zip(res.radii, acc):
                     out += self._records(robust_metric(split, attack.label, radius), per_seed, step)
@@ -199,6 +200,7 @@ def evaluation_cost(spec, data, model, base: list[Term], *, prefix: str = "") ->
     """advcore.cost.Ledger of every `Evaluator` call of a run: clean passes over both splits,
     each attack on each attacked split, correlations, decoupling, and the stored records."""
     from advcore.attacks import robust_accuracy_cost
+    from advcore.train import attacked_readout_of
     from advcore.cost import n_outputs as outputs
     from advcore.measure import CORRELATION_SETS
 
@@ -258,7 +260,8 @@ def evaluation_cost(spec, data, model, base: list[Term], *, prefix: str = "") ->
     splits = ["test", "train"] if ev.attack_train else ["test"]
     robust_points = 0
     for i, attack in enumerate(ev.attacks):
-        ctx = AttackContext(model, data, ("evaluation", "attacks", i))
+        ctx = AttackContext(model, data, ("evaluation", "attacks", i),
+                            readout=attacked_readout_of(spec, data, attack))
         for split in splits:
             n_split = data.n_test if split == "test" else data.n_train
             n = min(ev.n_attack or n_split, n_split)
