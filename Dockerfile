@@ -18,8 +18,10 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 # dependencies first (cached layer), then the code
 COPY pyproject.toml README.md ./
 COPY advcore ./advcore
+COPY lab ./lab
 COPY service ./service
 COPY worker ./worker
+COPY launcher ./launcher
 COPY client ./client
 COPY migrations ./migrations
 COPY alembic.ini ./

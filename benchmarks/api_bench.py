@@ -31,10 +31,10 @@ import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 
 from benchmarks._common import percentile, throwaway_pg_database  # noqa: E402
-from service.config import Settings  # noqa: E402
+from lab.config import Settings  # noqa: E402
 from service.main import create_app  # noqa: E402
-from service.store.base import MetricPoint  # noqa: E402
-from service.store.migrate import upgrade  # noqa: E402
+from lab.store.base import MetricPoint  # noqa: E402
+from lab.store.migrate import upgrade  # noqa: E402
 
 SPEC = {"name": "bench", "tags": ["bench"],
         "data": {"kind": "multi_cluster", "d": 50, "k": 4, "n_train": 200, "n_test": 100},

@@ -53,9 +53,9 @@ def store_growth(spec) -> float:
     run fits in the pages every table starts with, so file size would not move)."""
     import sqlalchemy as sa
 
-    from service.store.migrate import upgrade
-    from service.store.session import make_engine
-    from service.store.sql import SqlStore
+    from lab.store.migrate import upgrade
+    from lab.store.session import make_engine
+    from lab.store.sql import SqlStore
     from worker.observer import StoreObserver
     from advcore.run import run_experiment
 
@@ -79,7 +79,7 @@ def store_growth(spec) -> float:
         with single_thread():
             summary = run_experiment(spec, observer, device="cpu")
         observer.flush()
-        store.finish(exp.id, exp.attempts, "succeeded", summary=summary)
+        store.finish(exp.id, exp.attempts, "succeeded", summary=summary.to_stored())
         after = size()
         store.close()
         with contextlib.suppress(Exception):

@@ -117,7 +117,7 @@ async def drive(base_url: str, args: argparse.Namespace) -> tuple[Tally, float]:
 
 def job_counts(database_url: str, ids: list[str]) -> Counter:
     """Final status of every submitted job, read from the store (the source of truth)."""
-    from service.store import open_store
+    from lab.store import open_store
 
     store = open_store(database_url)
     try:

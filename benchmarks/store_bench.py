@@ -24,9 +24,9 @@ from typing import Iterator
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import throwaway_pg_database  # noqa: E402
-from service.store import open_store  # noqa: E402
-from service.store.base import MetricPoint  # noqa: E402
-from service.store.migrate import upgrade  # noqa: E402
+from lab.store import open_store  # noqa: E402
+from lab.store.base import MetricPoint  # noqa: E402
+from lab.store.migrate import upgrade  # noqa: E402
 
 
 @contextmanager

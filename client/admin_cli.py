@@ -16,8 +16,8 @@ tokens_app = typer.Typer(help="API tokens of lab-server users.", no_args_is_help
 
 
 def _store():
-    from service.store import open_store
-    from service.store.base import SchemaOutOfDate
+    from lab.store import open_store
+    from lab.store.base import SchemaOutOfDate
 
     try:
         return open_store()
@@ -33,7 +33,7 @@ def users_add(
     """Create a user."""
     import re
 
-    from service.store.base import Duplicate
+    from lab.store.base import Duplicate
 
     if not re.fullmatch(r"[A-Za-z0-9._\-]{1,64}", name) or name == "me":
         raise SystemExit(f"advlab: invalid user name {name!r} (1-64 of A-Z a-z 0-9 . _ -; not 'me')")
@@ -67,7 +67,7 @@ def tokens_create(
 ) -> None:
     """Create a token and print it ONCE (only its hash is stored)."""
     from service.auth import generate_token, hash_token
-    from service.store.base import NotFound
+    from lab.store.base import NotFound
 
     token = generate_token()
     store = _store()
@@ -98,7 +98,7 @@ def tokens_ls(name: Optional[str] = typer.Argument(None, help="Only this user's 
 @tokens_app.command("revoke")
 def tokens_revoke(token_id: str = typer.Argument(..., help="Token id (from `tokens ls`).")) -> None:
     """Revoke a token: the next request with it is a 401."""
-    from service.store.base import NotFound
+    from lab.store.base import NotFound
 
     store = _store()
     try:

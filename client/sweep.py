@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from client.api import TERMINAL, Client, Experiment, JobFailed
+from client.errors import TERMINAL, JobFailed
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from client.api import Client, Experiment
 
 
 class Sweep:
@@ -34,7 +36,7 @@ class Sweep:
         return self.info()["status"]
 
     def experiments(self) -> list[Experiment]:
-        return [Experiment(self.client, m["experiment"]["id"]) for m in self.info()["members"]
+        return [self.client.experiment(m["experiment"]["id"]) for m in self.info()["members"]
                 if m.get("experiment")]
 
     def wait(self, progress: bool = False, poll_s: float = 1.0, timeout_s: float | None = None,

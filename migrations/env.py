@@ -1,4 +1,4 @@
-"""Alembic environment: the URL comes from the caller (service.store.migrate passes it in
+"""Alembic environment: the URL comes from the caller (lab.store.migrate passes it in
 `config.attributes["url"]`) or from Settings (ADVLAB_DATABASE_URL, default SQLite under
 ADVLAB_HOME). The engine is the store's own (WAL, foreign keys, psycopg 3)."""
 
@@ -8,14 +8,14 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from service.config import get_settings
-from service.store.orm import Base
-from service.store.session import make_engine, normalise_url
+from lab.config import get_settings
+from lab.store.tables import metadata
+from lab.store.session import make_engine, normalise_url
 
 config = context.config
 if config.config_file_name is not None:  # the alembic CLI (alembic.ini); not `advlab migrate`
     fileConfig(config.config_file_name, disable_existing_loggers=False)
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def _url() -> str:

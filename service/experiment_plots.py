@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from service import plots
 from service.errors import Conflict
-from service.store.base import Experiment, MetricPoint, NotFound, Store
+from lab.store.base import Experiment, MetricPoint, NotFound, Store
 
 PLOTS: dict[str, str] = {
     "learning_curves": "Train/test loss; clean accuracy and robust accuracy per attack@radius "

@@ -12,7 +12,7 @@ import io
 import json
 from typing import TYPE_CHECKING, Mapping
 
-from service.store.base import Experiment, MetricPoint, Store
+from lab.store.base import Experiment, MetricPoint, Store
 
 if TYPE_CHECKING:
     import pandas as pd

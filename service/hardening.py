@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import Any
 
-from service.logging import experiment_id_var, request_id_var
+from lab.logging import experiment_id_var, request_id_var
 
 access_log = logging.getLogger("advlab.access")
 

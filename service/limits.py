@@ -5,7 +5,7 @@ limit, its configured value and the JSON path of the field (service.errors.Limit
 from __future__ import annotations
 
 from advcore.spec import ExperimentSpec
-from service.config import Settings
+from lab.config import Settings
 from service.errors import LimitExceeded
 
 

@@ -3,7 +3,8 @@
 
 The lifespan opens the store with `check_schema=True`: on a database that is not at the Alembic
 head the app refuses to start (SchemaOutOfDate) rather than corrupt it — run `advlab migrate`.
-The enqueue function is bound to the app's settings, so an app always sends to its own broker.
+The app is given a `JobQueue` (lab.queue; default: the Celery broker of its settings), so the
+API sends jobs without importing the workers.
 """
 
 from __future__ import annotations
@@ -16,20 +17,24 @@ from fastapi import FastAPI
 from advcore import __version__
 from service.api.routes import api_router, root_router
 from service.api.routes.health import RequestTimer, Telemetry
-from service.config import Settings, get_settings
+from lab.config import Settings, get_settings
+from lab.queue import CeleryQueue, JobQueue
 from service.errors import BodyLimitMiddleware, install_error_handlers
 from fastapi.middleware.cors import CORSMiddleware
 from service.auth import install_auth
 from service.hardening import RequestContextMiddleware, StrictJsonMiddleware
-from service.logging import configure_logging
+from lab.logging import configure_logging
 from service.schemas import Error
 
 DESCRIPTION = """Experiments on the theory of adversarial examples.
 
 POST an experiment spec to `/v1/experiments`; a worker runs it; read its status, metric series
-and correlation trajectories back. Errors: 422 with the JSON path of each bad field, 413 for an
-oversize body or a spec over a configured limit, 404 for an unknown id, 409 for a transition the
-job's status does not allow, 503 when the database schema is out of date."""
+and correlation trajectories back. Before a job is stored it is priced (FLOPs, peak memory,
+stored bytes) and admitted against its queue's limits; `?dry_run=true` on `POST /v1/experiments`
+and `POST /v1/sweeps` returns that estimate without storing anything. Errors: 422 with the JSON
+path of each bad field, 413 for an oversize body, a spec over a configured limit, or an estimate
+over a limit (naming the estimate, the limit and the field to lower), 404 for an unknown id, 409
+for a transition the job's status does not allow, 503 when the database schema is out of date."""
 
 
 DATABASE_UNAVAILABLE = {503: {
@@ -52,28 +57,29 @@ def _api_responses(settings: Settings) -> dict:
     return responses
 
 
-def _enqueue_for(settings: Settings, app: FastAPI | None = None) -> Callable[[str], None]:
+def _enqueue_for(jobs: JobQueue, app: FastAPI | None = None) -> Callable[[str], None]:
     def enqueue(experiment_id: str) -> None:
-        from worker.enqueue import enqueue_experiment  # sends by task name: no torch import
-
         queue = None  # the queue the row was routed to (by spec.device; engineer J)
         if app is not None and getattr(app.state, "store", None) is not None:
             queue = app.state.store.get_experiment(experiment_id).queue
-        enqueue_experiment(experiment_id, settings, queue=queue)
+        jobs.send(experiment_id, queue=queue)
 
     return enqueue
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, jobs: JobQueue | None = None) -> FastAPI:
+    """The API on `settings`, sending jobs to `jobs` (default: the Celery broker of `settings`)."""
     settings = settings or get_settings()
+    jobs = jobs or CeleryQueue(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from service.store import open_store
+        from lab.store import open_store
 
-        store = open_store(settings.resolved_database_url, check_schema=True)
+        store = open_store(settings.resolved_database_url, check_schema=True,
+                           settings=settings)
         app.state.store = store
-        app.state.telemetry = Telemetry(store, settings)
+        app.state.telemetry = Telemetry(store, jobs)
         try:
             yield
         finally:
@@ -84,7 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="advlab", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan)
     app.state.settings = settings
-    app.state.enqueue = _enqueue_for(settings, app)
+    app.state.jobs = jobs
+    app.state.enqueue = _enqueue_for(jobs, app)
     install_error_handlers(app)
     install_auth(app)  # engineer J: 401/403/429 and the token-failure limiter
     app.include_router(api_router, responses=_api_responses(settings))

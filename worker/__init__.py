@@ -1,3 +1,3 @@
-"""advlab workers: the Celery app (app), the one task (tasks), its store observer (observer),
-how the API enqueues (enqueue), the reaper that re-queues lost jobs (reaper), and how worker
-processes are started (launch). Importing app or enqueue never imports torch."""
+"""advlab workers: the Celery app (app), the one task (tasks), its store observer (observer), the
+per-process store (stores), the reaper that re-queues lost jobs (reaper), and how worker processes
+are started (launch). Sending a job is lab.queue's: workers never import the API (service)."""

@@ -12,13 +12,13 @@ import socket
 import sys
 import uuid
 
-from service.config import Settings, get_settings
+from lab.config import Settings, get_settings
 
 
 def ensure_home(settings: Settings) -> None:
     """ADVLAB_HOME and, for the embedded broker, its folders."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    from worker.app import broker_options
+    from lab.broker import broker_options
 
     broker_options(settings)  # creates the filesystem broker's folders
 
@@ -52,8 +52,8 @@ def run_worker(concurrency: int = 1, queues: str | None = None) -> None:
     shutdown, which hands the running job back to the queue."""
     settings = get_settings()
     ensure_home(settings)
-    from service.store import open_store
-    from service.store.base import SchemaOutOfDate
+    from lab.store import open_store
+    from lab.store.base import SchemaOutOfDate
 
     try:  # fail now, not at the first job
         open_store(settings.resolved_database_url).ping()

@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
-from service.config import Settings, get_settings
-from service.store.base import ExperimentFilter, Store, StoreError
+from lab.config import Settings, get_settings
+from lab.queue import enqueue_experiment, queue_depth as broker_depth
+from lab.store.base import ExperimentFilter, Store, StoreError
+from worker.stores import store_for
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,6 @@ class Reaper:
         enqueue: Callable[[str, Settings], None] | None = None,
         queue_depth: Callable[[Settings], int] | None = None,
     ) -> None:
-        from worker.enqueue import enqueue_experiment, queue_depth as broker_depth
-
         self.store = store
         self.settings = settings
         self.enqueue = enqueue or self._send_to_routed_queue
@@ -128,8 +128,6 @@ class ReaperThread(threading.Thread):
 
 
 def start_reaper(settings: Settings | None = None, *, name: str = "advlab-reaper") -> ReaperThread:
-    from worker.tasks import store_for
-
     settings = settings or get_settings()
     thread = ReaperThread(Reaper(store_for(settings.resolved_database_url), settings),
                           settings.reap_every_s, name=name)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from advcore.cost import FLOAT, DataCost, Factor, register_cost
-from advcore.data import Dataset, register
+from advcore.data.base import Dataset, register
 from advcore.data.safe_pickle import load_data_pickle
 from advcore.device import generator
 from advcore.spec import IMAGE_SETS, data_size

@@ -13,7 +13,7 @@ import math
 import torch
 
 from advcore.cost import FLOAT, DataCost, Factor, register_cost
-from advcore.data import Dataset, register
+from advcore.data.base import Dataset, register
 from advcore.device import generator
 
 

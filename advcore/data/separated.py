@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from advcore.cost import FLOAT, DataCost, Factor, register_cost
-from advcore.data import Dataset, register
+from advcore.data.base import Dataset, register
 from advcore.device import generator
 
 

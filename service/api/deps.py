@@ -11,8 +11,8 @@ from typing import Annotated, Callable
 from fastapi import Depends, Path, Request
 
 from service.auth import UserDep, ensure_can_write
-from service.config import Settings
-from service.store.base import Experiment, NotFound, Store
+from lab.config import Settings
+from lab.store.base import Experiment, NotFound, Store
 
 
 def get_settings(request: Request) -> Settings:

@@ -121,7 +121,7 @@ def test_advlab_serve_runs_api_and_worker_and_sigint_stops_all_handing_the_job_b
             serve.wait()
         log.close()
 
-    from service.store import open_store
+    from lab.store import open_store
 
     job = open_store(f"sqlite:///{tmp_path / 'home' / 'advlab.db'}").get_experiment(experiment_id)
     assert (job.status, job.attempts, job.worker) == ("queued", 1, None)

@@ -1,7 +1,7 @@
 """One user's flood must not starve another's single job: user A submits 50 jobs, then user B
 submits 1; a real worker process (embedded default: SQLite + filesystem broker, auth on; and
 the lab deployment: PostgreSQL + Redis) starts B's job before A's tenth. In broker order B's
-message is the 51st; the worker's fair claim (service.store.users) runs it second."""
+message is the 51st; the worker's fair claim (lab.store.users) runs it second."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def test_lab_stack_runs_a_submitted_spec_on_postgres_and_redis(lab, lab_db, redi
     assert body["attempts"] == 1
     assert_full_run_results(lab, experiment_id, spec, body)
     # the results live in PostgreSQL and the queue lived in Redis, not in ADVLAB_HOME
-    from service.store import open_store
+    from lab.store import open_store
 
     stored = open_store(lab_db).get_metrics(experiment_id, names=["test/clean_accuracy"])
     assert [p.step for p in stored["test/clean_accuracy"]] == list(range(0, 21, 2))

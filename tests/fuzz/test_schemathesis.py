@@ -109,7 +109,7 @@ class FuzzTarget:
 
 
 def _auth_available() -> bool:
-    from service.config import Settings
+    from lab.config import Settings
 
     return "auth" in Settings.model_fields
 
@@ -164,7 +164,7 @@ def fuzz_pg_url(pg_url) -> Iterator[str]:
 @pytest.fixture(scope="module", params=["token", "no-token", "other-user"])
 def tokens_target(request, tmp_path_factory, migrated_sqlite) -> Iterator[FuzzTarget]:  # noqa: F811
     if not _auth_available():
-        pytest.skip("ADVLAB_AUTH=tokens is not implemented in service.config.Settings yet")
+        pytest.skip("ADVLAB_AUTH=tokens is not implemented in lab.config.Settings yet")
     factory, target = _make_target(tmp_path_factory, migrated_sqlite, request.param)
     yield target
     print(f"schemathesis report: {target.write_report()}")
@@ -175,7 +175,7 @@ def _schema(**settings: Any):
     """The schema as an app with these settings publishes it (building an app opens nothing:
     the store is opened by the lifespan, which the fixture's TestClient runs); the requests go
     to the fixture's app."""
-    from service.config import Settings
+    from lab.config import Settings
     from service.main import create_app
 
     fields = Settings.model_fields

@@ -16,9 +16,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from client.overrides import set_path
-from service.config import Settings
+from lab.config import Settings
 from service.main import create_app
-from service.store.base import Store
+from lab.store.base import Store
 
 SMALL_SPEC: dict[str, Any] = {
     "name": "feature-averaging tiny",
@@ -79,7 +79,7 @@ def make_settings(home: Path, database_url: str | None = None, **overrides: Any)
 @pytest.fixture(scope="session")
 def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An Alembic-migrated SQLite file, copied per test (migrating each time costs more)."""
-    from service.store.migrate import upgrade
+    from lab.store.migrate import upgrade
 
     path = tmp_path_factory.mktemp("api-template") / "advlab.db"
     upgrade("head", f"sqlite:///{path}")
@@ -95,8 +95,8 @@ class ApiFactory:
         self.stores: list[Store] = []
 
     def __call__(self, database_url: str | None = None, **overrides: Any) -> Api:
-        from service.store import open_store
-        from service.store.migrate import upgrade
+        from lab.store import open_store
+        from lab.store.migrate import upgrade
 
         home = self.root / f"home-{uuid.uuid4().hex[:6]}"
         home.mkdir()
@@ -159,7 +159,7 @@ def run_fake_worker(store: Store, experiment_id: str, *, steps: int = 5, seeds=(
                     finish: str | None = "succeeded") -> None:
     """Play the worker's side of the store contract with hand-made records (no training):
     every step has a loss, accuracies and two corr/cluster series; matrices at steps 0 and last."""
-    from service.store.base import CorrelationMatrix, MetricPoint
+    from lab.store.base import CorrelationMatrix, MetricPoint
 
     exp = store.start_attempt(experiment_id, "test-worker")
     assert exp is not None

@@ -15,7 +15,7 @@ def pg_database(request, pg_url: str) -> Iterator[Callable[[], str]]:
     for the next test and returns its URL (TRUNCATE is much cheaper than a database per test)."""
     import sqlalchemy as sa
 
-    from service.store.migrate import upgrade
+    from lab.store.migrate import upgrade
 
     module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
     with throwaway_pg_database(f"advlab_{module}") as url:

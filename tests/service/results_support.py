@@ -14,7 +14,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from client.overrides import set_path
-from service.config import Settings
+from lab.config import Settings
 
 
 @contextmanager
@@ -83,7 +83,7 @@ class Results:
 def open_results(root: Path):
     """Context manager-ish generator: yields a Results on a fresh migrated SQLite database."""
     from service.main import create_app
-    from service.store.migrate import upgrade
+    from lab.store.migrate import upgrade
 
     home = root / f"home-{uuid.uuid4().hex[:6]}"
     home.mkdir(parents=True)

@@ -289,7 +289,7 @@ def test_health_is_503_naming_an_unreachable_broker(make_api):
 
 def test_enqueue_failure_still_answers_202_and_leaves_the_row_queued(tmp_path):
     from service.main import create_app
-    from service.store.migrate import upgrade
+    from lab.store.migrate import upgrade
 
     settings = make_settings(tmp_path)
     upgrade("head", settings.resolved_database_url)
@@ -303,7 +303,7 @@ def test_enqueue_failure_still_answers_202_and_leaves_the_row_queued(tmp_path):
 
 def test_the_app_refuses_to_start_on_an_unmigrated_database(tmp_path):
     from service.main import create_app
-    from service.store.base import SchemaOutOfDate
+    from lab.store.base import SchemaOutOfDate
 
     app = create_app(make_settings(tmp_path))
     with pytest.raises(SchemaOutOfDate):

@@ -173,7 +173,7 @@ def test_advlab_users_and_tokens_commands_create_a_working_token(tmp_path):
     import subprocess
     import sys
 
-    from service.store import open_store
+    from lab.store import open_store
 
     env = {**os.environ, "ADVLAB_HOME": str(tmp_path)}
     env.pop("ADVLAB_DATABASE_URL", None)
@@ -204,7 +204,7 @@ def test_advlab_users_and_tokens_commands_create_a_working_token(tmp_path):
 def test_store_users_and_tokens_on_both_backends(make_api, request, backend):
     import uuid
 
-    from service.store.base import Duplicate, NotFound
+    from lab.store.base import Duplicate, NotFound
 
     url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
     store = make_api(url).store

@@ -8,7 +8,7 @@ import json
 import threading
 import time
 
-from service.store.base import MetricPoint
+from lab.store.base import MetricPoint
 from tests.service.api_support import (SMALL_SPEC, make_api, migrated_sqlite,  # noqa: F401
                                        run_fake_worker)
 

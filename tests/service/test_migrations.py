@@ -14,11 +14,11 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from service.store import open_store
-from service.store.base import SchemaOutOfDate
-from service.store.migrate import current, downgrade, head_revisions, upgrade
-from service.store.orm import Base
-from service.store.session import make_engine
+from lab.store import open_store
+from lab.store.base import SchemaOutOfDate
+from lab.store.migrate import current, downgrade, head_revisions, upgrade
+from lab.store.tables import metadata
+from lab.store.session import make_engine
 from tests.conftest import require_service, throwaway_pg_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ def test_migrated_schema_matches_the_orm_models(empty_url):
     try:
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
-                                    Base.metadata)
+                                    metadata)
     finally:
         engine.dispose()
     assert diff == []

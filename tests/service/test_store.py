@@ -12,12 +12,12 @@ from datetime import timezone
 import pytest
 import sqlalchemy as sa
 
-from service.store import open_store
-from service.store.base import (
+from lab.store import open_store
+from lab.store.base import (
     CorrelationMatrix, ExperimentFilter, IllegalTransition, MetricPoint, NotFound,
     SchemaOutOfDate, StaleAttempt,
 )
-from service.store.migrate import upgrade
+from lab.store.migrate import upgrade
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

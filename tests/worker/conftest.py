@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from advcore.spec import parse_spec
-from service.config import Settings
-from service.store import open_store
-from service.store.migrate import upgrade
+from lab.config import Settings
+from lab.store import open_store
+from lab.store.migrate import upgrade
 
 
 def small_spec(**training) -> dict:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
-from service.store import open_store
-from worker.enqueue import enqueue_experiment, queue_depth
+from lab.store import open_store
+from lab.queue import enqueue_experiment, queue_depth
 from worker.reaper import Reaper, ReaperThread
 
 

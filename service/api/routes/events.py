@@ -29,7 +29,7 @@ from fastapi.responses import StreamingResponse
 from service.api.deps import ExperimentDep, StoreDep
 from service.experiments import to_read
 from service.schemas import Error
-from service.store.base import TERMINAL, NotFound, Store
+from lab.store.base import TERMINAL, NotFound, Store
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 

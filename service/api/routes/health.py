@@ -18,10 +18,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 from advcore import __version__
-from service.api.deps import SettingsDep, StoreDep
-from service.config import Settings
+from service.api.deps import StoreDep
+from lab.queue import JobQueue
 from service.schemas import Health
-from service.store.base import ExperimentFilter, Store
+from lab.store.base import ExperimentFilter, Store
 
 log = logging.getLogger("advlab.api")
 
@@ -31,26 +31,10 @@ JOB_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 RECENT_JOBS = 200  # the job-duration histogram covers this many most recent finished jobs
 
 
-def broker_ping(settings: Settings) -> None:
-    """Open (and close) a connection to the configured broker; raise if it cannot be reached."""
-    from worker.app import app_for  # no torch: the worker package sends tasks by name
-
-    with app_for(settings).connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2,
-                               timeout=2)
-
-
-def queue_depth(settings: Settings) -> int | None:
-    """Messages waiting in the broker queue, or None when the broker cannot tell us (fails
-    fast: a scrape must not hang on a broker that is down)."""
-    from worker.app import app_for
-
+def queue_depth(jobs: JobQueue) -> int | None:
+    """Messages waiting in the broker queue, or None when the broker cannot tell us."""
     try:
-        with app_for(settings).connection_for_read() as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=2)
-            declared = conn.default_channel.queue_declare(
-                queue=settings.queue, durable=True, auto_delete=False)
-            return int(declared.message_count)
+        return jobs.depth()
     except Exception as exc:
         log.warning("could not read the broker queue depth: %s", exc)
         return None
@@ -59,8 +43,8 @@ def queue_depth(settings: Settings) -> int | None:
 class JobCollector:
     """Scrape-time gauges/histograms computed from the store and the broker."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
-        self.store, self.settings = store, settings
+    def __init__(self, store: Store, jobs: JobQueue) -> None:
+        self.store, self.jobs = store, jobs
 
     def collect(self) -> Iterable[Any]:
         counts = self.store.counts_by_status()
@@ -70,7 +54,7 @@ class JobCollector:
             jobs.add_metric([status], float(counts.get(status, 0)))
         yield jobs
 
-        depth = queue_depth(self.settings)
+        depth = queue_depth(self.jobs)
         queue = GaugeMetricFamily("advlab_queue_depth",
                                   "Messages waiting in the broker queue (not yet taken).")
         if depth is not None:
@@ -96,13 +80,13 @@ class JobCollector:
 class Telemetry:
     """Per-app registry: request latencies (middleware) plus the scrape-time job collector."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, jobs: JobQueue) -> None:
         self.registry = CollectorRegistry()
         self.requests = Histogram(
             "advlab_http_request_duration_seconds", "HTTP request latency by route.",
             ["method", "route", "status"], registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-        self.registry.register(JobCollector(store, settings))
+        self.registry.register(JobCollector(store, jobs))
 
 
 class RequestTimer:
@@ -149,9 +133,9 @@ class RequestTimer:
             description="Pings the database and the broker. 200 when both answer, 503 (same "
                         "body, status `degraded`) when either does not.",
             responses={503: {"model": Health, "description": "Database or broker unreachable."}})
-def health(store: StoreDep, settings: SettingsDep) -> Response:
+def health(store: StoreDep, request: Request) -> Response:
     checks: dict[str, str] = {}
-    for name, ping in (("database", store.ping), ("broker", lambda: broker_ping(settings))):
+    for name, ping in (("database", store.ping), ("broker", request.app.state.jobs.ping)):
         try:
             ping()
             checks[name] = "ok"

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from service.schemas import Error
-from service.store.base import NotFound
+from lab.store.base import NotFound
 from service.templates import TEMPLATES, UnknownTemplate, get_template
 
 router = APIRouter(prefix="/templates", tags=["templates"])

@@ -24,8 +24,8 @@ from typing import Sequence
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from service.store.base import MetricPoint
-from service.store.series import BLK, BLOCK_POINTS, P, S
+from lab.store.base import MetricPoint
+from lab.store.series import BLK, BLOCK_POINTS, P, S
 
 NAN = float("nan")
 

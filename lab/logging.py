@@ -1,6 +1,6 @@
 """Structured JSON logs with request and experiment ids, and no secrets in them.
 
-One JSON object per line on stderr for the `advlab.*`, `service.*` and `worker.*` loggers:
+One JSON object per line on stderr for the `advlab.*`, `lab.*`, `service.*` and `worker.*` loggers:
 `{"ts", "level", "logger", "msg", "request_id", "experiment_id", ...extras}`. The ids come from
 context variables that the request middleware (service.hardening) and the worker task set, so
 every line logged while serving a request or running a job carries them without threading them
@@ -21,7 +21,7 @@ from typing import Any
 request_id_var: ContextVar[str | None] = ContextVar("advlab_request_id", default=None)
 experiment_id_var: ContextVar[str | None] = ContextVar("advlab_experiment_id", default=None)
 
-LOGGERS = ("advlab", "service", "worker")
+LOGGERS = ("advlab", "lab", "service", "worker")
 _SECRETS = [
     (re.compile(r"(?i)(bearer\s+)[^\s\"',;]+"), r"\1[REDACTED]"),
     (re.compile(r"advlab_[A-Za-z0-9_\-]{16,}"), "advlab_[REDACTED]"),

@@ -6,7 +6,7 @@ up an empty file; and a consumer "claims" a message with `shutil.move` into a fo
 on another file system (copy + delete: two consumers can both get it). Here a message is written
 to a hidden temp name and renamed into place (atomic), and claimed by `os.rename` into a
 `processed` folder beside it (atomic on one file system: exactly one consumer wins).
-Selected in worker.app through `broker_transport`; the URL stays `filesystem://`.
+Selected in lab.broker through `broker_transport`; the URL stays `filesystem://`.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ import json
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
-from service.store.base import ExperimentFilter
-from service.store.orm import ExperimentRow
+from lab.store.base import ExperimentFilter
+from lab.store.orm import ExperimentRow
 
 E = ExperimentRow.__table__
 

@@ -1,5 +1,7 @@
 """ORM tables of the store (SQLAlchemy 2, typed). Alembic owns the schema: these classes describe
 it for queries and for `alembic revision --autogenerate`; production code never calls create_all.
+The experiment and metric tables live here; sweeps.py and users.py hold theirs, and tables.py
+gathers them all into one metadata.
 
 Timestamps are timezone-aware UTC in Python on every backend (SQLite stores naive UTC text).
 JSON is JSONB on PostgreSQL. Matrix values are float32 bytes (rows x cols, little endian).
@@ -7,12 +9,15 @@ JSON is JSONB on PostgreSQL. Matrix values are float32 bytes (rows x cols, littl
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from lab.store.base import Experiment
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -23,6 +28,17 @@ NAMING_CONVENTION = {
 }
 
 JsonType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+def finite_json(obj: Any) -> Any:
+    """JSON without NaN/inf (PostgreSQL's JSONB rejects them): non-finite floats become None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
 
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
@@ -74,7 +90,7 @@ class ExperimentRow(Base):
     cancel_requested: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     retry_of: Mapped[str | None] = mapped_column(
         sa.String(32), sa.ForeignKey("experiments.id", ondelete="SET NULL"))
-    idempotency_key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(200))  # unique per owner
     # lab server (engineer J, migration 0003): who submitted it, its priority among that
     # user's jobs, and the Celery queue it was routed to (None: rows from before 0003)
     owner: Mapped[str | None] = mapped_column(sa.String(64), index=True)
@@ -86,6 +102,8 @@ class ExperimentRow(Base):
         sa.Index("ix_experiments_created_at_id", "created_at", "id"),
         # the fair claim scans queued rows of one queue (engineer J)
         sa.Index("ix_experiments_status_queue", "status", "queue"),
+        # Idempotency-Key is per user: another owner's key is invisible (migration 0004)
+        sa.Index("uq_experiments_owner_idempotency_key", "owner", "idempotency_key", unique=True),
     )
 
 
@@ -166,5 +184,14 @@ class MatrixRow(Base):
     )
 
 
-from service.store import sweeps as _sweeps  # noqa: E402,F401  (its tables join Base.metadata)
-from service.store import users as _users  # noqa: E402,F401  (engineer J: users, api_tokens)
+
+
+def to_experiment(row: sa.Row) -> Experiment:
+    """An `experiments` row (Core result row) as the domain object."""
+    from lab.store.public_error import public_error
+
+    m = row._mapping
+    values = {col.name: m[col.name] for col in ExperimentRow.__table__.columns}
+    if values["error"]:  # rows settled before errors were scrubbed on write
+        values["error"] = public_error(values["error"])
+    return Experiment(**values)

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from service.store.orm import MetricBlockRow, MetricPointRow, MetricSeriesRow
+from lab.store.orm import MetricBlockRow, MetricPointRow, MetricSeriesRow
 
 BLOCK_POINTS = 64  # part of the stored data's meaning: changing it needs a data migration
 
