@@ -13,6 +13,15 @@ app = typer.Typer(help="advlab: experiments on the theory of adversarial example
 __import__("client.admin_cli").admin_cli.mount(app)  # `advlab users`, `advlab tokens`
 
 
+@app.callback()
+def _options(wide: bool = typer.Option(False, "--wide", envvar="ADVLAB_WIDE",
+                                       help="Tables at full width (for wide terminals and "
+                                            "pipes); by default long names wrap.")) -> None:
+    from client.remote import set_wide
+
+    set_wide(wide)
+
+
 @app.command()
 def run(
     spec: Path = typer.Argument(..., exists=True, dir_okay=False, help="Experiment spec (JSON)."),

@@ -30,6 +30,18 @@ out = Console()
 err = Console(stderr=True)
 
 
+def FOLD(header: str) -> Column:
+    """A column of long names (`test/robust_accuracy/pgd_l2@10`): folded onto the next line
+    rather than cut, so the radius always shows."""
+    return Column(header, overflow="fold")
+
+
+def set_wide(wide: bool) -> None:
+    """`--wide` / ADVLAB_WIDE=1: tables at their natural width, whatever the terminal's."""
+    if wide:
+        out.width = err.width = 10_000
+
+
 @dataclass(frozen=True)
 class Server:
     """Where the CLI talks to: URL and optional API token (ADVLAB_AUTH=tokens servers)."""
@@ -167,7 +179,7 @@ def summary_table(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _summary_table(summary: dict) -> Table:
-    table = Table("quantity", "value", title="summary", title_justify="left")
+    table = Table(FOLD("quantity"), "value", title="summary", title_justify="left")
     for key, value in summary_table(summary):
         table.add_row(key, value)
     return table
@@ -264,7 +276,7 @@ def metrics(server: Server, experiment_id: str, names: str | None, as_csv: bool,
     if as_csv:
         sys.stdout.write(frame.to_csv(index=False))
         return
-    table = Table("name", "seed", "points", "last step", "last", "min", "max")
+    table = Table(FOLD("name"), "seed", "points", "last step", "last", "min", "max")
     for (name, s), group in frame.groupby(["name", "seed"], sort=True):
         last = group.sort_values("step").iloc[-1]
         table.add_row(name, str(s), str(len(group)), str(int(last["step"])),
@@ -311,7 +323,7 @@ def compare(server: Server, ids: Sequence[str], plot: str | None, output: Path |
             err.print(f"wrote {output}", highlight=False)
             return
         result = client.compare(list(ids))
-    table = Table("", *[e["id"][:8] for e in result["experiments"]])
+    table = Table(FOLD(""), *[e["id"][:8] for e in result["experiments"]])
     table.add_row("name", *[e["name"][:30] for e in result["experiments"]])
     table.add_row("status", *[e["status"] for e in result["experiments"]])
     for diff in result["spec_diff"]:
@@ -357,7 +369,7 @@ def sweep(server: Server, spec: str, grid: Sequence[str], seeds: str | None, set
         out.print(sw.id, highlight=False)
         from advcore.spec import metric_order
 
-        table = Table("grid point", "metric", "mean", "std", "n")
+        table = Table(FOLD("grid point"), FOLD("metric"), "mean", "std", "n")
         for row in info["aggregate"]:
             for metric, stats in sorted(row["metrics"].items(),
                                         key=lambda item: metric_order(item[0])):

@@ -42,3 +42,22 @@ def test_usage_errors_exit_2_before_any_request(args):
     run = advlab(*args, "--server", f"http://127.0.0.1:{free_port()}")
     assert run.returncode == 2, run.stderr
     assert "cannot reach" not in run.stderr
+
+
+def test_long_metric_names_wrap_in_a_narrow_terminal_and_keep_their_radius():
+    from rich.console import Console
+
+    from client.remote import FOLD
+    from rich.table import Table
+
+    table = Table(FOLD("metric"), "mean")
+    table.add_row("test/robust_accuracy/pgd_l2@10.5", "0.25")
+    narrow = Console(width=30, record=True)
+    narrow.print(table)
+    text = narrow.export_text()
+    assert "…" not in text and "@10.5" in "".join(line.strip("│ ") for line in text.splitlines())
+
+
+def test_wide_is_a_global_option():
+    run = advlab("--wide", "ls", "--server", f"http://127.0.0.1:{free_port()}")
+    assert run.returncode == 1 and "cannot reach" in run.stderr
