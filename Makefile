@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/separation_bench.py --json benchmarks/results/separation.json
 	$(BIN)/python benchmarks/load_bench.py --quick --json benchmarks/results/load.json
 	$(BIN)/python benchmarks/cost_bench.py --json benchmarks/results/cost.json
+	$(BIN)/python benchmarks/admission_bench.py --json benchmarks/results/admission.json
 
 clean:
 	rm -rf $(VENV)

@@ -385,14 +385,15 @@ def matrix_bytes(rows: int, cols: int) -> float:
 
 
 def summary_bytes(spec, data: DataCost) -> float:
-    """The stored summary: a few scalars per seed plus the final cosine matrix of each seed and
-    the mean (run.summarize embeds it)."""
+    """The stored summary (advcore.summary.RunSummary): scalars per seed and for the mean;
+    every attack's number and the minimum per threat and radius, per-feature correlations up
+    to MAX_LISTED_FEATURES per set, never a matrix."""
+    from advcore.summary import MAX_LISTED_FEATURES
+
     S = len(spec.seed_list)
-    radii = sum(len(a.radii) for a in spec.evaluation.attacks)
-    scalars = 20 + 4 * radii + sum(k for k, _ in data.features.values())
-    out = (S + (S > 1)) * scalars * JSON_NUMBER_BYTES * 2
-    if spec.study is None and "cluster" in data.features:
-        model = model_cost(spec.learner, data.in_shape, n_outputs(spec, data))
-        if model.first_dim == data.in_elements:
-            out += (S + (S > 1)) * model.n_neurons * data.features["cluster"][0] * JSON_NUMBER_BYTES
-    return out
+    attacks = spec.evaluation.attacks
+    radii = sum(len(a.radii) for a in attacks)
+    mins = len({(a.threat_label, float(r)) for a in attacks for r in a.radii})
+    features = sum(min(k, MAX_LISTED_FEATURES) + 3 for k, _ in data.features.values())
+    scalars = 20 + 4 * radii + 8 * mins + features
+    return (S + (S > 1)) * scalars * JSON_NUMBER_BYTES * 2

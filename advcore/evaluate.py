@@ -63,7 +63,7 @@ class Evaluator:
         return out
 
     def _robust(self, step: int) -> list[MetricRecord]:
-        out, results = [], []
+        out, results, mins = [], [], []
         splits = ["test", "train"] if self.spec.evaluation.attack_train else ["test"]
         n = self.spec.evaluation.n_attack
         for split in splits:
@@ -71,6 +71,7 @@ class Evaluator:
             y_main = getattr(self.data, f"y_{split}")[:, :n]
             y_fine = getattr(self.data, f"y_{split}_fine")
             y_fine = y_fine[:, :n] if y_fine is not None else None
+            worst = WorstCase()
             for i, attack in enumerate(self.spec.evaluation.attacks):
                 fn, y = attacked_view(self.model, self.task, attack, y_main, y_fine)
                 gen = attack_generator(self.seeds, f"eval/{split}/{i}/{step}", x.device)
@@ -78,12 +79,19 @@ class Evaluator:
                                            **attack_kwargs(attack, self.data))
                 acc = res.accuracy.reshape(len(res.radii), -1)  # (radii, S)
                 for radius, per_seed in zip(res.radii, acc):
-                    out += self._records(robust_metric(split, attack, radius), per_seed, step)
+                    out += self._records(robust_metric(split, attack.label, radius), per_seed, step)
                     if split == "test":
-                        results.append((attack.label, float(radius), per_seed.detach().cpu()))
+                        results.append((attack.label, attack.kind, attack.norm,
+                                        float(radius), per_seed.detach().cpu()))
+                worst.add(attack, res.radii, res.margins)
                 if split == "test" and res.flags:
                     self.final.setdefault("flags", {})[attack.label] = _plain(res.flags)
+            for threat, norm, radius, per_seed, labels in worst.accuracies():
+                out += self._records(robust_metric(split, threat, radius), per_seed, step)
+                if split == "test":
+                    mins.append((threat, norm, radius, per_seed.detach().cpu(), labels))
         self.final["robust"] = results
+        self.final["robust_min"] = mins
         return out
 
     def __call__(self, step: int) -> None:
@@ -94,13 +102,14 @@ class Evaluator:
             records += self._robust(step)
         if "weight_norms" in self.record:
             records += weight_norm_records(self.model, step, self.seeds)
-        if "correlations" in self.record or step == self.spec.training.epochs:
+        last = step == self.spec.training.epochs
+        if "correlations" in self.record or last:
             metrics, matrices, raw = correlation_records(self.model, self.data.features, step, self.seeds)
             self.final["raw"] = raw
             if "correlations" in self.record:
                 records += metrics
-                if matrices:
-                    self.observer.on_matrices(matrices)
+            if matrices:  # the final matrices always: the summary holds scalars only
+                self.observer.on_matrices(matrices)
         if "decoupling" in self.record and self.data.y_test_fine is not None:
             records += self._decoupling(step)
         self.observer.on_metrics(records)
@@ -115,6 +124,34 @@ class Evaluator:
         self.observer.on_matrices(matrices)
         self.final["decoupling"] = {k: v for k, v in views.items() if k.endswith("mean_max_cosine")}
         return metrics
+
+
+class WorstCase:
+    """Per threat (AttackSpec.threat_label) and radius, each point's worst margin over every
+    attack run on it: the point is robust only if no attack broke it."""
+
+    def __init__(self) -> None:
+        self._worst: dict[tuple[str, float], torch.Tensor] = {}  # (threat, radius) -> (S, N)
+        self._labels: dict[tuple[str, float], list[str]] = {}
+        self._norms: dict[str, str] = {}
+
+    def add(self, attack, radii: list[float], margins: torch.Tensor) -> None:
+        """margins (R, S, N): the attack's worst margin per radius and point."""
+        threat = attack.threat_label
+        self._norms[threat] = attack.norm
+        for radius, m in zip(radii, margins):
+            key = (threat, float(radius))
+            seen = self._worst.get(key)
+            self._worst[key] = m if seen is None else torch.minimum(seen, m)
+            labels = self._labels.setdefault(key, [])
+            if attack.label not in labels:
+                labels.append(attack.label)
+
+    def accuracies(self):
+        """(threat, norm, radius, robust accuracy per seed (S,), attack labels) per group."""
+        for (threat, radius), worst in sorted(self._worst.items()):
+            yield (threat, self._norms[threat], radius, (worst > 0).float().mean(-1),
+                   self._labels[(threat, radius)])
 
 
 def _plain(value):
@@ -179,6 +216,10 @@ def evaluation_cost(spec, data, model, base: list[Term], *, prefix: str = "") ->
     if "correlations" in record:
         per_eval += sum(k for k, _ in sets)
         matrices += sum(matrix_bytes(model.n_neurons, k) for k, _ in sets)
+    else:  # the final matrices are stored all the same (the summary holds scalars only)
+        ledger.stored.append(term(f"{prefix}final matrices",
+                                  S * sum(matrix_bytes(model.n_neurons, k) for k, _ in sets),
+                                  seeds, *model.factors, *data.size))
     ledger.flops.append(term(f"{prefix}correlations", corr_evals * S * corr_flops, evals,
                              *model.factors, *data.size))
     if "decoupling" in record and data.n_classes is not None:
@@ -216,6 +257,9 @@ def evaluation_cost(spec, data, model, base: list[Term], *, prefix: str = "") ->
                 ("evaluation", "every"), attacked, 50))))
             ledger.phase(f"{prefix}evaluation.attacks[{i}] ({split})", base, peak)
             robust_points += len(attack.radii)
+    # the minimum over attacks: one series per threat and radius (advcore.summary)
+    robust_points += len({(a.threat_label, float(r)) for a in ev.attacks for r in a.radii}) \
+        * len(splits)
     points = S * (n_evals * per_eval + attacked * robust_points)
     ledger.stored.append(term(
         f"{prefix}metrics", metric_bytes(points, S * (per_eval + robust_points)),

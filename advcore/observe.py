@@ -80,6 +80,15 @@ class CollectingObserver(NullObserver):
         return [(r.step, r.value) for r in self.metrics
                 if r.name == name and (seed is None or r.seed == seed)]
 
+    def matrix(self, name: str, seed: int | None = None, step: int | None = None
+               ) -> list[list[float]]:
+        """Matrix `name` (e.g. cosine/cluster) of `seed` at `step`, by default the last one."""
+        found = [r for r in self.matrices if r.name == name and (seed is None or r.seed == seed)
+                 and (step is None or r.step == step)]
+        if not found:
+            raise KeyError(f"no matrix {name!r} for seed {seed} at step {step}")
+        return max(found, key=lambda r: r.step).values
+
 
 class Canceled(Exception):
     """Raised by training when the observer asked it to stop."""

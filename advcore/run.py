@@ -1,21 +1,12 @@
 """Run one experiment spec end to end: the function the worker, the CLI and notebooks call.
 
 `run_experiment` resolves the spec, builds each seed's data and the batched learner, trains,
-streams MetricRecord / MatrixRecord through the observer and returns the summary of api.md:
-
-    {"clean_accuracy": {"train": a, "test": b},
-     "robust_accuracy": [{"attack": label, "radius": r, "accuracy": a}, ...],   # final evaluation
-     "cosine_matrix": [[...]],          # final neuron x feature cosines (multi_cluster / images)
-     "correlations": {"robust": [...], "non_robust": [...]},   # final, per class (patch data)
-     "fine": {"clean_accuracy": {...}}, # k-class accuracies of a fine-label run with a read-out
-     "attack_flags": {label: {...}},    # gradient-masking suspicions reported by the attacks
-     "decoupling": {"first_layer/mean_max_cosine": c, ...},  # record "decoupling" (images)
-     "duration_s": t, "device": "cpu"}
-
-With several seeds (`seeds: [..]`) the summary also has "seeds": [one such summary per seed,
-plus "seed"], and every top-level number is the MEAN over seeds (accuracies, correlations).
-The top-level cosine_matrix is the first seed's: neurons of different seeds are unrelated, so
-an average of their matrices would describe no network.
+streams MetricRecord / MatrixRecord through the observer and returns the run's
+advcore.summary.RunSummary: clean and robust accuracies of the final evaluation (each attack's
+own number and the minimum over attacks per threat and radius, with disagreements flagged),
+final correlations, masking flags, duration, device and torch threads; with several seeds, per-seed
+summaries under `seeds` and their mean on top. The final cosine matrices leave through the
+observer (matrix series), never through the summary.
 
 A spec with a `study` runs advcore.studies instead; its summary carries "separation" (table
 rows) or "feature_attacks" (NRF/RF success rows, mean ± std over seeds) and "models".
@@ -28,59 +19,20 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from advcore.data import build_data, stack_seeds
 from advcore.device import pick_device
 from advcore.evaluate import Evaluator
 from advcore.learners import build_learner
 from advcore.observe import NullObserver, Observer
 from advcore.spec import ExperimentSpec, parse_spec
+from advcore.summary import RunSummary, build_summary
 from advcore.train import make_task, train
 
 
-def _seed_summary(final: dict, s: int) -> dict:
-    out: dict = {"clean_accuracy": {"train": float(final["clean/train"][s]),
-                                    "test": float(final["clean/test"][s])},
-                 "robust_accuracy": [{"attack": label, "radius": radius, "accuracy": float(acc[s])}
-                                     for label, radius, acc in final.get("robust", [])]}
-    raw = final.get("raw", {})
-    if "cosine/cluster" in raw:
-        out["cosine_matrix"] = raw["cosine/cluster"][s].cpu().tolist()
-    if "corr/robust" in raw or "corr/non_robust" in raw:
-        out["correlations"] = {name: raw[f"corr/{name}"][s].cpu().tolist()
-                               for name in ("robust", "non_robust") if f"corr/{name}" in raw}
-    if "decoupling" in final:  # {"selectivity/mean_max_cosine": x, ...}
-        out["decoupling"] = {k: float(v[s]) for k, v in final["decoupling"].items()}
-    if "fine/train" in final:
-        out["fine"] = {"clean_accuracy": {"train": float(final["fine/train"][s]),
-                                          "test": float(final["fine/test"][s])}}
-    return out
-
-
-def _mean(values: list):
-    """Elementwise mean of equally shaped nested numbers / dicts / lists."""
-    first = values[0]
-    if isinstance(first, dict):
-        return {k: _mean([v[k] for v in values]) for k in first}
-    if isinstance(first, list):
-        return [_mean([v[i] for v in values]) for i in range(len(first))]
-    if isinstance(first, (int, float)) and not isinstance(first, bool):
-        return sum(values) / len(values)
-    return first
-
-
-def summarize(final: dict, seeds: list[int]) -> dict:
-    per_seed = [_seed_summary(final, s) for s in range(len(seeds))]
-    if len(seeds) == 1:
-        return per_seed[0]
-    top = _mean(per_seed)
-    if "cosine_matrix" in per_seed[0]:
-        top["cosine_matrix"] = per_seed[0]["cosine_matrix"]
-    top["seeds"] = [{"seed": seed, **summary} for seed, summary in zip(seeds, per_seed)]
-    return top
-
-
 def run_experiment(spec: ExperimentSpec, observer: Observer | None = None,
-                   device: str | None = None) -> dict:
+                   device: str | None = None) -> RunSummary:
     """Train and evaluate `spec` (resolved here); raises advcore.observe.Canceled when the
     observer's should_stop() turns true (polled every epoch). `device` overrides spec.device."""
     started = time.perf_counter()
@@ -92,21 +44,19 @@ def run_experiment(spec: ExperimentSpec, observer: Observer | None = None,
     if spec.study is not None:  # separation table / feature-attack study (advcore.studies)
         from advcore.studies import run_study
 
-        summary = run_study(spec, data, observer, dev)
-        summary["duration_s"] = time.perf_counter() - started
-        summary["device"] = dev.type
-        return summary
+        summary = RunSummary.model_validate(run_study(spec, data, observer, dev))
+        return summary.model_copy(update={"duration_s": time.perf_counter() - started,
+                                          "device": dev.type,
+                                          "threads": torch.get_num_threads()})
     task = make_task(spec, data)
     model = build_learner(spec, data.in_shape, task.n_outputs, seeds, dev)
     observer.on_start(spec.total_steps, seeds)
     evaluator = Evaluator(spec, model, data, task, observer)
     train(spec, model, data, task, observer, evaluator)
-    summary = summarize(evaluator.final, seeds)
-    if "flags" in evaluator.final:
-        summary["attack_flags"] = evaluator.final["flags"]
-    summary["duration_s"] = time.perf_counter() - started
-    summary["device"] = dev.type
-    return summary
+    summary = build_summary(evaluator.final, seeds, spec.evaluation.disagreement_gap)
+    return summary.model_copy(update={"duration_s": time.perf_counter() - started,
+                                      "device": dev.type,
+                                      "threads": torch.get_num_threads()})  # intra-op threads
 
 
 # ----------------------------------------------------------------------------- local runs
@@ -154,9 +104,13 @@ class FileObserver(NullObserver):
         self._matrices.close()
 
 
-def run_local(spec_path, out_dir, device: str | None = None, progress: bool = True) -> dict:
+def run_local(spec_path, out_dir, device: str | None = None, progress: bool = True,
+              threads: int | None = None) -> RunSummary:
     """`advlab run`: run a spec file locally, writing DIR/spec.json (resolved), DIR/summary.json,
-    DIR/metrics.csv (and DIR/matrices.jsonl). Returns the summary."""
+    DIR/metrics.csv (and DIR/matrices.jsonl). Returns the summary. `threads`: torch intra-op
+    threads (default: torch's own choice)."""
+    if threads:
+        torch.set_num_threads(threads)
     spec = parse_spec(Path(spec_path).read_text()).resolve()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,11 +120,11 @@ def run_local(spec_path, out_dir, device: str | None = None, progress: bool = Tr
         summary = run_experiment(spec, observer, device=device)
     finally:
         observer.close()
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps(summary.to_stored(), indent=2) + "\n")
     return summary
 
 
 if __name__ == "__main__":  # python -m advcore.run spec.json OUT_DIR
     import sys
 
-    print(json.dumps(run_local(sys.argv[1], sys.argv[2]), indent=2)[:2000])
+    print(json.dumps(run_local(sys.argv[1], sys.argv[2]).to_stored(), indent=2)[:2000])

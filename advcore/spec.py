@@ -304,6 +304,8 @@ class AttackSpec(_Model):
             raise ValueError("targeted attacks need `target` (only apgd targets the top classes)")
         if self.box is not None and not self.box[0] < self.box[1]:
             raise ValueError("box must be [lo, hi] with lo < hi")
+        if self.name is not None and self.name.startswith("min_"):
+            raise ValueError("names starting with 'min_' are reserved for the minimum over attacks")
         if self.loss == "dlr" and self.kind not in ("apgd", "autoattack"):
             raise ValueError("loss 'dlr' is APGD's: use kind 'apgd'")
         if self.kind in ("apgd", "autoattack") and self.step_size != "auto":
@@ -356,14 +358,28 @@ class AttackSpec(_Model):
             label += "_fine"
         return label
 
+    @property
+    def threat_label(self) -> str:
+        """Label of the robust accuracy against every attack of the same threat (norm, budget,
+        read-out): `min_l2`, `min_linf_per_patch`, `min_l2_fine`. A box only narrows the ball
+        (images: resolve() boxes every attack), so boxed and unboxed attacks share it."""
+        label = f"min_{self.norm}"
+        if self.budget == "per_patch":
+            label += "_per_patch"
+        if self.readout == "fine":
+            label += "_fine"
+        return label
+
 
 def format_radius(radius: float) -> str:
     """Radii in metric names: `4`, `0.5`, `1e-05` (shortest round-tripping form)."""
     return format(float(radius), "g")
 
 
-def robust_metric(split: str, attack: AttackSpec, radius: float) -> str:
-    return f"{split}/robust_accuracy/{attack.label}@{format_radius(radius)}"
+def robust_metric(split: str, label: str, radius: float) -> str:
+    """The one spelling of a robust-accuracy metric: `test/robust_accuracy/pgd_l2@4` (an
+    attack's label, or a threat's `min_...` label for the minimum over attacks)."""
+    return f"{split}/robust_accuracy/{label}@{format_radius(radius)}"
 
 
 # ----------------------------------------------------------------------------- training
@@ -409,6 +425,9 @@ class EvaluationSpec(_Model):
         default_factory=lambda: ["correlations", "weight_norms"])
     n_attack: Bounded(MAX_SAMPLES) | None = None  # attack only the first n test points; None = all
     attack_train: bool = False  # also report robust accuracy on the training set
+    # attacks at one radius whose robust accuracies differ by more than this are flagged in
+    # the summary (`disagreements`): how gradient masking shows (0.02 = 2 points)
+    disagreement_gap: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.02
 
     @model_validator(mode="after")
     def _check(self) -> "EvaluationSpec":

@@ -79,7 +79,7 @@ def store_growth(spec) -> float:
         with single_thread():
             summary = run_experiment(spec, observer, device="cpu")
         observer.flush()
-        store.finish(exp.id, exp.attempts, "succeeded", summary=summary)
+        store.finish(exp.id, exp.attempts, "succeeded", summary=summary.to_stored())
         after = size()
         store.close()
         with contextlib.suppress(Exception):

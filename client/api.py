@@ -26,6 +26,7 @@ __all__ = ["TERMINAL", "AdvlabError", "Client", "Experiment", "JobFailed", "Swee
            "parse_override", "set_path"]
 
 if TYPE_CHECKING:
+    from advcore.summary import RunSummary
     import pandas as pd
 
 RETRY_STATUS = {502, 503, 504}  # a restarting server / proxy: worth another try
@@ -127,6 +128,16 @@ class Client:
         data = self.request("POST", "/v1/experiments", json=body, headers=headers).json()
         return Experiment(self, data["id"])
 
+    def estimate(self, spec: dict | str | Path, **overrides: Any) -> dict:
+        """What the server estimates the spec costs (POST /v1/experiments?dry_run=true): flops,
+        gflop, peak_bytes, stored_bytes, n_evaluations, the field driving each (`dominant`) and
+        the queue's `limits`. Nothing is stored; over a limit it raises the submit's 413."""
+        body = self.load_spec(spec)
+        for path, value in overrides.items():
+            set_path(body, path, value)
+        return self.request("POST", "/v1/experiments", json=body,
+                            params={"dry_run": "true"}).json()
+
     def experiment(self, experiment_id: str) -> "Experiment":
         return Experiment(self, experiment_id)
 
@@ -170,6 +181,24 @@ class Client:
               idempotency_key: str | None = None, **overrides: Any) -> Sweep:
         """POST /v1/sweeps: `base` (dict, file or template name, with dotted overrides) × `grid`
         {spec path: [values]} × `seeds`."""
+        body = self._sweep_body(base, grid, seeds, name, tags, seed_mode, overrides)
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        data = self.request("POST", "/v1/sweeps", json=body, headers=headers).json()
+        return Sweep(self, data["id"])
+
+    def estimate_sweep(self, base: dict | str | Path, grid: Mapping[str, list[Any]],
+                       seeds: list[int] | None = None, *, name: str = "sweep",
+                       tags: list[str] | None = None, seed_mode: str = "batched",
+                       **overrides: Any) -> dict:
+        """POST /v1/sweeps?dry_run=true: n_members, the summed flops/gflop and stored_bytes,
+        the largest member's peak_bytes, the sweep `limits` and one estimate per member.
+        Nothing is stored; over a limit it raises the submit's 413."""
+        body = self._sweep_body(base, grid, seeds, name, tags, seed_mode, overrides)
+        return self.request("POST", "/v1/sweeps", json=body, params={"dry_run": "true"}).json()
+
+    def _sweep_body(self, base: dict | str | Path, grid: Mapping[str, list[Any]],
+                    seeds: list[int] | None, name: str, tags: list[str] | None,
+                    seed_mode: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
         body_spec = self.load_spec(base)
         for path, value in overrides.items():
             set_path(body_spec, path, value)
@@ -177,9 +206,7 @@ class Client:
                                 "grid": dict(grid), "seed_mode": seed_mode}
         if seeds is not None:
             body["seeds"] = list(seeds)
-        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
-        data = self.request("POST", "/v1/sweeps", json=body, headers=headers).json()
-        return Sweep(self, data["id"])
+        return body
 
     def health(self) -> dict:
         return self.get_json("/v1/health")
@@ -207,8 +234,11 @@ class Experiment:
         return self.info()["status"]
 
     @property
-    def summary(self) -> dict | None:
-        return self.info().get("summary")
+    def summary(self) -> "RunSummary | None":
+        """The final summary (advcore.summary.RunSummary) once succeeded, else None."""
+        from advcore.summary import RunSummary
+
+        return RunSummary.from_stored(self.info().get("summary"))
 
     def wait(self, progress: bool = False, poll_s: float = 0.5, timeout_s: float | None = None,
              raise_on_failure: bool = True) -> dict:

@@ -22,8 +22,11 @@ def run(
 ) -> None:
     """Run an experiment locally (no server): writes spec.json, summary.json and metrics.csv."""
     from advcore.run import run_local
+    from lab.config import get_settings
+    from worker.placement import host_cores
 
-    run_local(spec, out, device=device, progress=not quiet)
+    threads = get_settings().torch_threads or host_cores()  # alone on the machine: every core
+    run_local(spec, out, device=device, progress=not quiet, threads=threads)
 
 
 @app.command()
@@ -46,7 +49,9 @@ def serve(
     """Migrate, then run the API and a real Celery worker (embedded default: SQLite + filesystem broker)."""
     from launcher.serve import serve as _serve
 
-    _serve(host=host, port=port, workers=workers)
+    code = _serve(host=host, port=port, workers=workers)
+    if code:
+        raise typer.Exit(code)  # a child that could not be kept running: the reason is logged
 
 
 @app.command()
@@ -87,13 +92,31 @@ def submit(
     wait: bool = typer.Option(False, "--wait", "-w", help="Wait with a progress bar; exit 1 if it fails."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     idempotency_key: Optional[str] = typer.Option(None, help="Makes retrying this submit safe."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only show the server's estimate "
+                                 "(compute, peak memory, stored data vs the limits); submit nothing."),
     server: str = _server(),
     token: Optional[str] = _token(),
 ) -> None:
     """Submit an experiment to the server; prints its id (the server validates the spec)."""
     from client import remote
 
-    remote.submit(remote.Server(server, token), spec, set_, wait, quiet, idempotency_key)
+    remote.submit(remote.Server(server, token), spec, set_, wait, quiet, idempotency_key,
+                  dry_run)
+
+
+@app.command()
+def estimate(
+    spec: str = typer.Argument(..., help="Spec file (JSON) or template name."),
+    set_: list[str] = typer.Option([], "--set", metavar="PATH=VALUE", help="Override a spec field."),
+    as_json: bool = typer.Option(False, "--json", help="The server's JSON (with every term)."),
+    server: str = _server(),
+    token: Optional[str] = _token(),
+) -> None:
+    """What a spec would cost on the server (FLOPs, peak memory, stored data, the field
+    driving each) against its queue's limits; exit 2 with the 413 if over one."""
+    from client import remote
+
+    remote.estimate(remote.Server(server, token), spec, set_, as_json)
 
 
 @app.command("ls")
@@ -221,14 +244,18 @@ def sweep(
     name: str = typer.Option("sweep", help="Sweep name."),
     seed_mode: str = typer.Option("batched", help="batched (one job per grid point) | separate."),
     wait: bool = typer.Option(False, "--wait", "-w", help="Wait, then print the aggregate table."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or estimate."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only show the estimate; submit nothing."),
     server: str = _server(),
     token: Optional[str] = _token(),
 ) -> None:
-    """Submit a sweep: base spec × grid × seeds; with --wait prints mean ± std per grid point."""
+    """Submit a sweep: base spec × grid × seeds. Shows the server's estimate first (total
+    compute and storage, largest peak memory, per member); with --wait prints mean ± std per
+    grid point."""
     from client import remote
 
-    remote.sweep(remote.Server(server, token), spec, grid, seeds, set_, name, seed_mode, wait, quiet)
+    remote.sweep(remote.Server(server, token), spec, grid, seeds, set_, name, seed_mode, wait,
+                 quiet, dry_run)
 
 
 if __name__ == "__main__":

@@ -85,8 +85,58 @@ def _spec_source(spec: str) -> str | Path:
 # --------------------------------------------------------------------------- experiments
 
 
+def _size(value: float, unit: str = "B") -> str:
+    for prefix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def estimate_table(est: Mapping[str, Any], title: str = "estimate") -> Table:
+    """The server's estimate (a spec's or a sweep's) beside the limits it was admitted under."""
+    limits = est.get("limits") or {}
+    dominant = est.get("dominant") or {}
+    table = Table("quantity", "estimate", "limit", "driven by", title=title,
+                  title_justify="left")
+    for key, words, unit in (("flops", "compute", "FLOP"), ("peak_bytes", "peak memory", "B"),
+                             ("stored_bytes", "stored data", "B")):
+        limit = limits.get(key)
+        table.add_row(words, _size(est[key], unit), "" if limit is None else _size(limit, unit),
+                      dominant.get(key) or "")
+    return table
+
+
+def _print_estimate(est: Mapping[str, Any]) -> None:
+    if "n_members" in est:
+        err.print(estimate_table(est, f"sweep estimate: {est['n_members']} members "
+                                      "(compute and storage summed, peak of the largest)"))
+        if len(est["members"]) <= 20:
+            members = Table("grid point", "seeds", "queue", "compute", "peak memory",
+                            "stored", title="members", title_justify="left")
+            for m in est["members"]:
+                point = ", ".join(f"{k}={v}" for k, v in m["point"].items()) or "base"
+                members.add_row(point, ",".join(map(str, m["seeds"])), m["queue"],
+                                _size(m["flops"], "FLOP"), _size(m["peak_bytes"]),
+                                _size(m["stored_bytes"]))
+            err.print(members)
+    else:
+        err.print(estimate_table(est, f"estimate ({est['queue']} queue, "
+                                      f"{est['n_evaluations']} evaluations)"))
+
+
+def estimate(server: Server, spec: str, sets: Sequence[str], as_json: bool) -> None:
+    with errors(), connect(server) as client:
+        est = client.estimate(_spec_source(spec), **overrides(sets))
+        if as_json:
+            out.print_json(data=est)
+        else:
+            _print_estimate(est)
+
+
 def submit(server: Server, spec: str, sets: Sequence[str], wait: bool, quiet: bool,
-           idempotency_key: str | None) -> None:
+           idempotency_key: str | None, dry_run: bool = False) -> None:
+    if dry_run:
+        return estimate(server, spec, sets, as_json=False)
     with errors(), connect(server) as client:
         exp = client.submit(_spec_source(spec), idempotency_key=idempotency_key,
                             **overrides(sets))
@@ -105,22 +155,15 @@ def submit(server: Server, spec: str, sets: Sequence[str], wait: bool, quiet: bo
 
 
 def summary_table(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Flatten a summary into (key, value) rows for display."""
-    rows = []
-    for split, acc in (summary.get("clean_accuracy") or {}).items():
-        rows.append((f"clean_accuracy/{split}", f"{acc:.4f}"))
-    for split, acc in ((summary.get("fine") or {}).get("clean_accuracy") or {}).items():
-        rows.append((f"fine/clean_accuracy/{split}", f"{acc:.4f}"))
-    for item in summary.get("robust_accuracy") or []:
-        rows.append((f"robust_accuracy/{item['attack']}@{item['radius']:g}",
-                     f"{item['accuracy']:.4f}"))
-    for kind, values in (summary.get("correlations") or {}).items():
-        rows.append((f"correlations/{kind}", " ".join(f"{v:.3f}" for v in values)))
-    for key in ("duration_s", "device"):
-        if key in summary:
-            value = summary[key]
-            rows.append((key, f"{value:.1f}" if isinstance(value, float) else str(value)))
-    return rows
+    """A summary as (key, value) rows for display (RunSummary.rows), then why to distrust it."""
+    from advcore.summary import RunSummary  # pydantic only; not loaded before a summary is shown
+
+    parsed = RunSummary.from_stored(dict(summary))
+    if parsed is None:
+        return []
+    rows = [(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+            for key, value in parsed.rows()]
+    return rows + [("suspicious", reason) for reason in parsed.suspicious()]
 
 
 def _summary_table(summary: dict) -> Table:
@@ -131,17 +174,20 @@ def _summary_table(summary: dict) -> Table:
 
 
 def _headline(info: dict) -> str:
-    """Clean test accuracy, and per attack the smallest radius where robust accuracy < 0.5."""
-    s = info.get("summary") or {}
-    clean = (s.get("clean_accuracy") or {}).get("test")
-    parts = [f"clean {clean:.2f}"] if clean is not None else []
-    broken: dict[str, float | None] = {}
-    for r in s.get("robust_accuracy") or []:
-        broken.setdefault(r["attack"], None)
-        if r["accuracy"] < 0.5 and (broken[r["attack"]] is None or r["radius"] < broken[r["attack"]]):
-            broken[r["attack"]] = r["radius"]
-    for attack, radius in list(broken.items())[:2]:
-        parts.append(f"{attack} <0.5 at {radius:g}" if radius is not None else f"{attack} ≥0.5")
+    """Clean test accuracy, the robust accuracy against all attacks at the largest radius of
+    the first threat, and a warning when attacks disagree."""
+    from advcore.summary import RunSummary
+
+    s = RunSummary.from_stored(info.get("summary"))
+    if s is None:
+        return ""
+    parts = [f"clean {s.clean_accuracy.test:.2f}"] if s.clean_accuracy.test is not None else []
+    label, robust = s.headline()
+    if robust is not None:
+        parts.append(f"{label} {robust:.2f}")
+    suspicious = [d for d in s.disagreements if d.suspicious]
+    if suspicious:
+        parts.append(f"attacks disagree at {len(suspicious)} radii")
     return "; ".join(parts)
 
 
@@ -290,11 +336,19 @@ def _grid(items: Sequence[str]) -> dict[str, list[Any]]:
 
 
 def sweep(server: Server, spec: str, grid: Sequence[str], seeds: str | None, sets: Sequence[str],
-          name: str, seed_mode: str, wait: bool, quiet: bool) -> None:
+          name: str, seed_mode: str, wait: bool, quiet: bool, dry_run: bool = False) -> None:
+    """The server's estimate first (the sweep is refused as a whole with the 413 that names
+    the field to lower), then the submit."""
     seed_list = [int(s) for s in seeds.split(",")] if seeds else None
     with errors(), connect(server) as client:
-        sw = client.sweep(_spec_source(spec), _grid(grid), seed_list, name=name,
-                          seed_mode=seed_mode, **overrides(sets))
+        args = (_spec_source(spec), _grid(grid), seed_list)
+        kwargs = dict(name=name, seed_mode=seed_mode, **overrides(sets))
+        est = client.estimate_sweep(*args, **kwargs)
+        if not quiet or dry_run:
+            _print_estimate(est)
+        if dry_run:
+            return
+        sw = client.sweep(*args, **kwargs)
         if not wait:
             out.print(sw.id, highlight=False)
             return

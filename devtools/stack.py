@@ -68,8 +68,10 @@ class Stack:
     def start_api(self) -> None:
         port = free_port()
         self.base_url = f"http://127.0.0.1:{port}"
-        self._start("api", [sys.executable, "-m", "uvicorn", "service.main:app", "--host",
-                            "127.0.0.1", "--port", str(port), "--no-access-log"])
+        from launcher.serve import api_command
+
+        self._start("api", api_command("127.0.0.1", port,
+                                       self.env.get("ADVLAB_TRUSTED_PROXIES", "")))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.procs["api"].poll() is not None:

@@ -6,6 +6,12 @@ case "$1" in
   api)
     shift
     advlab migrate
+    # X-Forwarded-For is believed only from ADVLAB_TRUSTED_PROXIES (uvicorn trusts 127.0.0.1 by default)
+    if [ -n "${ADVLAB_TRUSTED_PROXIES:-}" ]; then
+      set -- --proxy-headers --forwarded-allow-ips "$ADVLAB_TRUSTED_PROXIES" "$@"
+    else
+      set -- --no-proxy-headers "$@"
+    fi
     exec uvicorn service.main:app --host 0.0.0.0 --port "${ADVLAB_PORT:-8000}" "$@"
     ;;
   worker)

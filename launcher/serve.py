@@ -3,8 +3,9 @@
 Migrates the database, then supervises child processes: uvicorn with the API and `workers`
 real Celery workers, plus a reaper thread here. Children run in their own session (a Ctrl-C in
 the terminal reaches only this process, which then stops them in order) and die with this
-process (Linux PR_SET_PDEATHSIG), so nothing is left behind. A worker that dies is restarted (its
-job comes back through the reaper); if the API dies, everything stops.
+process (Linux PR_SET_PDEATHSIG), so nothing is left behind. A child that dies (API or worker)
+is restarted with back-off (a dead worker's job comes back through the reaper); one that keeps
+dying young is given up on, and serve stops everything and exits 1 with the reason.
 """
 
 from __future__ import annotations
@@ -40,9 +41,17 @@ def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
                             preexec_fn=_die_with_parent if _LIBC is not None else None)
 
 
-def api_command(host: str, port: int) -> list[str]:
+def proxy_args(trusted_proxies: str) -> list[str]:
+    """uvicorn's forwarded-header trust: only the configured proxies (its default trusts any
+    X-Forwarded-For sent from 127.0.0.1, which lets a local caller pose as any address)."""
+    if not trusted_proxies.strip():
+        return ["--no-proxy-headers"]
+    return ["--proxy-headers", "--forwarded-allow-ips", trusted_proxies.strip()]
+
+
+def api_command(host: str, port: int, trusted_proxies: str = "") -> list[str]:
     return [sys.executable, "-m", "uvicorn", "service.main:app", "--host", host, "--port", str(port),
-            "--log-level", "info", "--no-access-log"]
+            "--log-level", "info", "--no-access-log", *proxy_args(trusted_proxies)]
 
 
 def stop_processes(procs: list[subprocess.Popen], grace_s: float = STOP_GRACE_S) -> None:
@@ -59,31 +68,75 @@ def stop_processes(procs: list[subprocess.Popen], grace_s: float = STOP_GRACE_S)
             proc.wait()
 
 
-class _Restart:
-    """Restart a dead worker at once, unless it keeps dying young (then back off up to 60 s)."""
+class Restarts:
+    """Back-off for one supervised child: a child that ran a while is restarted at once; one that
+    keeps dying young (within `young_s` of its start) waits 1, 2, 4, ... s (at most 60), and
+    after `give_up_after` young deaths in a row it is not restarted any more."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str, *, young_s: float = 60.0, give_up_after: int = 5) -> None:
+        self.name, self.young_s, self.give_up_after = name, young_s, give_up_after
         self.started_at = time.monotonic()
         self.failures = 0
         self.not_before: float | None = None
+        self.last_code: int | None = None
 
-    def due(self, returncode: int | None) -> bool:
+    def died(self, returncode: int | None) -> None:
+        """Record a death (once); sets when the restart is due."""
+        if self.not_before is not None:
+            return
         now = time.monotonic()
-        if self.not_before is None:
-            young = now - self.started_at < 10.0
-            self.failures = self.failures + 1 if young else 0
-            self.not_before = now + (min(60.0, 2.0 ** self.failures) if self.failures else 0.0)
-        return now >= self.not_before
+        young = now - self.started_at < self.young_s
+        self.failures = self.failures + 1 if young else 0
+        self.last_code = returncode
+        self.not_before = now + (min(60.0, 2.0 ** (self.failures - 1)) if self.failures else 0.0)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.failures >= self.give_up_after
+
+    def due(self) -> bool:
+        return self.not_before is not None and time.monotonic() >= self.not_before
 
     def started(self) -> None:
         self.started_at, self.not_before = time.monotonic(), None
 
+    def reason(self) -> str:
+        return (f"the {self.name} exited {self.failures} times within {self.young_s:g} s of "
+                f"starting (last exit code {self.last_code}); not restarting it")
+
+
+class Child:
+    """One supervised process: how to start it, the running Popen, its restart state."""
+
+    def __init__(self, name: str, start) -> None:
+        self.name, self._start = name, start
+        self.restarts = Restarts(name)
+        self.proc: subprocess.Popen = start()
+
+    def tend(self) -> str | None:
+        """Restart the child if it died and its back-off is over; the reason to give up, if any."""
+        if self.proc.poll() is None:
+            return None
+        self.restarts.died(self.proc.returncode)
+        if self.restarts.exhausted:
+            return self.restarts.reason()
+        if self.restarts.due():
+            log.warning("%s exited (%s); starting a new one", self.name, self.proc.returncode)
+            try:
+                self.proc = self._start()
+            except OSError as exc:
+                return f"could not start the {self.name}: {exc}"
+            self.restarts.started()
+        return None
+
 
 def serve(host: str | None = None, port: int | None = None, workers: int = 1, *,
           settings: Settings | None = None) -> int:
-    """Run until Ctrl-C / SIGTERM (returns 0) or until the API process exits (its code)."""
+    """Run until Ctrl-C / SIGTERM (returns 0), restarting children that die; returns 1 with the
+    reason logged when one cannot be restarted."""
     from lab.store.migrate import upgrade
     from worker.launch import ensure_home, settings_env, worker_command
+    from worker.placement import worker_env
     from worker.reaper import start_reaper
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -92,32 +145,33 @@ def serve(host: str | None = None, port: int | None = None, workers: int = 1, *,
     ensure_home(settings)
     upgrade("head", url=settings.resolved_database_url)
     env = settings_env(settings)
+    workers = max(0, workers)
 
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    api = _spawn(api_command(host, port), env)
-    worker_procs = [_spawn(worker_command(settings=settings), env) for _ in range(max(0, workers))]
+    children = [Child("API", lambda: _spawn(api_command(host, port, settings.trusted_proxies), env))]
+    for i in range(workers):  # each with its share of the cores, and its GPU when there are several
+        worker_environ = worker_env(i, workers, env)
+        children.append(Child(f"worker {i}", lambda e=worker_environ: _spawn(
+            worker_command(settings=settings), e)))
     reaper = start_reaper(settings)
-    print(f"advlab: API on http://{host}:{port} (docs: /docs), {len(worker_procs)} worker(s), "
+    print(f"advlab: API on http://{host}:{port} (docs: /docs), {workers} worker(s), "
           f"data in {settings.home}, broker {settings.resolved_broker_url.split('@')[-1]}; "
           "Ctrl-C stops everything", flush=True)
     code = 0
-    restarts = [_Restart() for _ in worker_procs]
     try:
         while not stop.wait(1.0):
-            if api.poll() is not None:
-                code = api.returncode or 1
-                log.error("the API process exited (%s); stopping", api.returncode)
+            reasons = [r for r in (child.tend() for child in children) if r]
+            if reasons:
+                code = 1
+                for reason in reasons:
+                    log.error("advlab serve: %s; stopping", reason)
+                    print(f"advlab serve: {reason}; stopping", file=sys.stderr, flush=True)
                 break
-            for i, proc in enumerate(worker_procs):
-                if proc.poll() is not None and restarts[i].due(proc.returncode):
-                    log.warning("worker %d exited (%s); starting a new one", i, proc.returncode)
-                    worker_procs[i] = _spawn(worker_command(settings=settings), env)
-                    restarts[i].started()
     finally:
         print("advlab: stopping (a running job goes back to the queue)", flush=True)
         reaper.stop()
-        stop_processes([*worker_procs, api])
+        stop_processes([child.proc for child in children[1:]] + [children[0].proc])
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return code

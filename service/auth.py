@@ -7,18 +7,18 @@
   credential) and the comparison of the stored hash is constant-time.
 - Everyone may read (the server is lab-shared); only the owner or an admin may cancel, retry or
   delete (403 otherwise).
-- Bad tokens are rate-limited per client IP in memory: after `auth_failures_per_minute` failures
-  in a minute, 429 with Retry-After until the oldest failure leaves the window.
+- Bad tokens are rate-limited per (client address, token prefix) (service.failure_limiter):
+  after `auth_failures_per_minute` failures in a minute, that pair gets 429 with Retry-After
+  until the oldest failure leaves the window. The token is checked first: a valid token is never
+  refused, so failures from one address cannot lock out the lab. The client address is the
+  socket's peer; the API trusts `X-Forwarded-For` only from `ADVLAB_TRUSTED_PROXIES` (uvicorn's
+  `--forwarded-allow-ips`, set by service.serve.api_command).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import secrets
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -26,9 +26,10 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from service.failure_limiter import Limiter, failure_key, make_limiter
+
 TOKEN_PREFIX = "advlab_"
 LOCAL_USER = "local"
-WINDOW_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -61,37 +62,6 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class FailureLimiter:
-    """Per-key sliding window of failure times (in memory: one API process per lab server)."""
-
-    def __init__(self, per_minute: int, clock=time.monotonic) -> None:
-        self.per_minute, self.clock = per_minute, clock
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _window(self, key: str, now: float) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
-        while times and now - times[0] >= WINDOW_S:
-            times.popleft()
-        return times
-
-    def retry_after(self, key: str) -> int | None:
-        """Seconds until `key` may try again, or None when it is not blocked."""
-        with self._lock:
-            now = self.clock()
-            times = self._window(key, now)
-            if len(times) < self.per_minute:
-                if not times:
-                    self._failures.pop(key, None)
-                return None
-            return math.ceil(WINDOW_S - (now - times[0]))
-
-    def record(self, key: str) -> None:
-        with self._lock:
-            now = self.clock()
-            self._window(key, now).append(now)
-
-
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if not header:
@@ -114,21 +84,33 @@ def current_user(
     if settings.auth == "none":
         request.state.user = LOCAL_USER
         return Principal(LOCAL_USER, True)
-    limiter: FailureLimiter = request.app.state.auth_failures
-    client = request.client.host if request.client else "unknown"
-    wait = limiter.retry_after(client)
-    if wait is not None:
-        raise TooManyRequests(f"too many failed authentications from {client}; "
-                              f"retry in {wait} s", wait)
     token = _bearer(request)
     if token is None:
         raise Unauthorized("missing `Authorization: Bearer <token>` header")
     user = request.app.state.store.user_for_token(hash_token(token)) if token else None
     if user is None:
-        limiter.record(client)
-        raise Unauthorized("invalid or revoked token")
+        refuse_bad_token(request, token)
     request.state.user = user.name  # for the access log
     return Principal(user.name, user.is_admin)
+
+
+def client_address(request: Request) -> str:
+    """The socket peer (a trusted proxy's X-Forwarded-For, once uvicorn has applied it)."""
+    return request.client.host if request.client else "unknown"
+
+
+def refuse_bad_token(request: Request, token: str) -> None:
+    """Count a failed token against (client, token prefix); always raises: 429 once that pair
+    is over the limit, else 401."""
+    limiter: Limiter = request.app.state.auth_failures
+    client = client_address(request)
+    key = failure_key(client, token)
+    wait = limiter.retry_after(key)
+    if wait is not None:
+        raise TooManyRequests(f"too many failed authentications from {client} with this token; "
+                              f"retry in {wait} s", wait)
+    limiter.record(key)
+    raise Unauthorized("invalid or revoked token")
 
 
 UserDep = Annotated[Principal, Depends(current_user)]
@@ -143,8 +125,9 @@ def ensure_can_write(user: Principal, owner: str | None, what: str) -> None:
 
 
 def install_auth(app: FastAPI) -> None:
-    """Exception handlers for 401/403/429 and the per-app failure limiter."""
-    app.state.auth_failures = FailureLimiter(app.state.settings.auth_failures_per_minute)
+    """Exception handlers for 401/403/429 and the failure limiter (per app, or shared in Redis)."""
+    settings = app.state.settings
+    app.state.auth_failures = make_limiter(settings.auth_failures_per_minute, settings.limiter_url)
 
     @app.exception_handler(Unauthorized)
     async def _unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from pydantic import BaseModel, Field
 
+from advcore.summary import RunSummary
 from service.errors import FieldError
 from lab.store.base import Experiment, NotFound, Store
 
@@ -24,7 +25,7 @@ class Compared(BaseModel):
     status: str
     tags: list[str]
     spec_hash: str
-    summary: dict[str, Any] | None
+    summary: RunSummary | None
 
 
 class SpecDifference(BaseModel):
@@ -33,7 +34,9 @@ class SpecDifference(BaseModel):
 
 
 class SummaryRow(BaseModel):
-    key: str = Field(description="e.g. clean_accuracy/test, robust_accuracy/pgd_l2@4.")
+    key: str = Field(description="Metric-style key, e.g. test/clean_accuracy, "
+                                 "test/robust_accuracy/pgd_l2@4, test/robust_accuracy/min_l2@4 "
+                                 "(against all attacks), disagreement/min_l2@4, duration_s.")
     values: dict[str, float | str | None] = Field(description="Experiment id → value.")
 
 
@@ -83,23 +86,10 @@ def spec_diff(exps: Sequence[Experiment]) -> list[SpecDifference]:
             for p in paths if len({repr(f.get(p)) for f in flat.values()}) > 1]
 
 
-def summary_rows(summary: dict[str, Any] | None) -> dict[str, float | str]:
-    """A summary (api.md shape) as flat key → value."""
-    s = summary or {}
-    out: dict[str, float | str] = {}
-    for split, acc in (s.get("clean_accuracy") or {}).items():
-        out[f"clean_accuracy/{split}"] = acc
-    for split, acc in ((s.get("fine") or {}).get("clean_accuracy") or {}).items():
-        out[f"fine/clean_accuracy/{split}"] = acc
-    for item in s.get("robust_accuracy") or []:
-        out[f"robust_accuracy/{item['attack']}@{float(item['radius']):g}"] = item["accuracy"]
-    for kind, values in (s.get("correlations") or {}).items():
-        for i, v in enumerate(values or []):
-            out[f"correlations/{kind}/{i}"] = v
-    for key in ("duration_s", "device"):
-        if key in s:
-            out[key] = s[key]
-    return out
+def summary_rows(summary: dict[str, Any] | None) -> dict[str, Any]:
+    """A stored summary as flat key → value (RunSummary.rows: metric-style keys)."""
+    parsed = RunSummary.from_stored(summary)
+    return dict(parsed.rows()) if parsed is not None else {}
 
 
 def _aligned(store: Store, exps: Sequence[Experiment], names: list[str] | None,
@@ -132,7 +122,8 @@ def compare(store: Store, ids: list[str], *, names: list[str] | None = None,
     keys = list(dict.fromkeys(k for r in rows.values() for k in r))
     return Comparison(
         experiments=[Compared(id=e.id, name=e.name, status=e.status, tags=list(e.tags),
-                              spec_hash=e.spec_hash, summary=e.summary) for e in exps],
+                              spec_hash=e.spec_hash, summary=RunSummary.from_stored(e.summary))
+                     for e in exps],
         spec_diff=spec_diff(exps),
         summary=[SummaryRow(key=k, values={i: r.get(k) for i, r in rows.items()}) for k in keys],
         series=_aligned(store, exps, names, max_points, seed))

@@ -11,6 +11,9 @@
   the next checkout, so the next request after the database is back succeeds.
 - A request value the database refuses to hold (SQLAlchemy DataError: a NUL character in a
   string on PostgreSQL, found by fuzzing `?names=%00`) → 422: the client's input, not a bug.
+- A spec over a configured size limit (LimitExceeded) or priced over a limit by its estimate
+  (OverEstimate: one item per quantity, with `estimate`, `limit`, `queue` and the dominant
+  field's `path` besides `loc`) → 413.
 - Bodies over `settings.max_body_bytes` are refused with 413 by `BodyLimitMiddleware` BEFORE
   anything parses them (Content-Length checked first, then the streamed bytes are counted, so a
   chunked upload without a length cannot get around it).
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -48,6 +52,33 @@ class LimitExceeded(Exception):
         path = ".".join(map(str, loc[1:] if loc[:1] == ["body"] else loc))
         super().__init__(f"{path} = {value} exceeds the limit "
                          f"{limit} = {maximum} (configurable: ADVLAB_{limit.upper()})")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One estimated quantity over its limit: the 413 item names all of it."""
+
+    quantity: str  # flops | peak_bytes | stored_bytes
+    limit_name: str  # the setting: max_gflop, gpu_max_peak_gb, max_sweep_stored_gb, ...
+    estimate: float  # FLOPs or bytes
+    maximum: float  # same unit as estimate
+    queue: str  # cpu | gpu | sweep
+    loc: list[str | int]  # JSON path in the request of the field that dominates the estimate
+    path: str | None  # the same in the spec, dotted (advcore.cost.path_str)
+    msg: str
+
+    def item(self) -> dict[str, Any]:
+        return {"loc": self.loc, "msg": self.msg, "type": f"limit.{self.limit_name}",
+                "quantity": self.quantity, "estimate": self.estimate, "limit": self.maximum,
+                "queue": self.queue, "path": self.path}
+
+
+class OverEstimate(Exception):
+    """A spec (or a sweep) whose estimated cost exceeds a configured limit (413)."""
+
+    def __init__(self, refusals: list[Refusal]) -> None:
+        self.refusals = refusals
+        super().__init__("; ".join(r.msg for r in refusals))
 
 
 class FieldError(Exception):
@@ -130,6 +161,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LimitExceeded)
     async def _limit(request: Request, exc: LimitExceeded) -> JSONResponse:
         return _error(413, [{"loc": exc.loc, "msg": str(exc), "type": f"limit.{exc.limit}"}])
+
+    @app.exception_handler(OverEstimate)
+    async def _over_estimate(request: Request, exc: OverEstimate) -> JSONResponse:
+        return _error(413, [r.item() for r in exc.refusals])
 
     @app.exception_handler(FieldError)
     async def _field(request: Request, exc: FieldError) -> JSONResponse:

@@ -19,18 +19,19 @@ from pydantic import ValidationError
 
 from advcore import __version__ as ADVCORE_VERSION
 from advcore.spec import ExperimentSpec
-from service import quotas
+from advcore.summary import RunSummary
+from service import admission, quotas
 from service.auth import LOCAL_USER, Principal
 from lab.config import Settings
 from service.errors import Conflict, FieldError
 from service.limits import check_limits
-from service.schemas import (CorrelationsRead, ExperimentPage, ExperimentRead, Links, MatrixRead,
-                             MetricsRead, Progress, Series, Submitted)
+from service.schemas import (CorrelationsRead, EstimateRead, ExperimentPage, ExperimentRead,
+                             Links, MatrixRead, MetricsRead, Progress, Series, Submitted)
 from service.spec_paths import spec_path_exists
 from lab.clock import utcnow
 from lab.status import TERMINAL
 from lab.store.base import (Experiment, ExperimentFilter, IllegalTransition,
-                                MetricPoint, NotFound, Store)
+                                MetricPoint, NotFound, QuotaExceeded, Store)
 
 log = logging.getLogger("advlab.api")
 
@@ -69,7 +70,8 @@ def to_read(exp: Experiment) -> ExperimentRead:
         progress=progress, attempts=exp.attempts, worker=exp.worker,
         cancel_requested=exp.cancel_requested, created_at=exp.created_at,
         started_at=exp.started_at, finished_at=exp.finished_at, heartbeat_at=exp.heartbeat_at,
-        error=exp.error, summary=exp.summary, retry_of=exp.retry_of, links=links(exp.id),
+        error=exp.error, summary=RunSummary.from_stored(exp.summary), retry_of=exp.retry_of,
+        links=links(exp.id),
         owner=exp.owner, priority=exp.priority, queue=exp.queue)
 
 
@@ -90,30 +92,34 @@ def enqueue_after_commit(enqueue: Enqueue, exp: Experiment) -> None:
 
 
 def _create(store: Store, spec: ExperimentSpec, *, idempotency_key: str | None = None,
-            retry_of: str | None = None, owner: str = LOCAL_USER, priority: int = 0,
+            retry_of: str | None = None, user: Principal = LOCAL, priority: int = 0,
             settings: Settings | None = None) -> tuple[Experiment, bool]:
+    """Insert the resolved spec; with settings, within the user's quota (429 otherwise)."""
     resolved = spec.resolve()
     resolved.advlab_version = ADVCORE_VERSION
-    return store.create_experiment(
-        name=resolved.name, tags=list(resolved.tags), spec=resolved.model_dump(mode="json"),
-        spec_hash=resolved.spec_hash(), total_steps=resolved.total_steps,
-        idempotency_key=idempotency_key, retry_of=retry_of, owner=owner, priority=priority,
-        queue=quotas.queue_for(resolved.device, settings or Settings()))
+    try:
+        return store.create_experiment(
+            name=resolved.name, tags=list(resolved.tags), spec=resolved.model_dump(mode="json"),
+            spec_hash=resolved.spec_hash(), total_steps=resolved.total_steps,
+            idempotency_key=idempotency_key, retry_of=retry_of, owner=user.name,
+            priority=priority, queue=quotas.queue_for(resolved.device, settings or Settings()),
+            max_active=settings.max_active_per_user if settings is not None else None)
+    except QuotaExceeded as exc:
+        raise quotas.over_quota(user, settings or Settings(), exc) from None
 
 
 def submit(store: Store, settings: Settings, enqueue: Enqueue, spec: ExperimentSpec,
            idempotency_key: str | None = None, *, user: Principal = LOCAL,
            priority: int = 0) -> tuple[Experiment, bool]:
-    """Check limits, the user's quota and priority bound, store the resolved spec (committed)
-    with its owner and queue, then enqueue. Returns (job, created); created is False on an
-    Idempotency-Key replay (nothing is enqueued again). Reusing a key for a different spec is a
+    """Check limits and the priority bound, store the resolved spec (committed) with its owner
+    and queue within the user's quota (checked atomically by the store), then enqueue. Returns
+    (job, created); created is False on a replay of this user's Idempotency-Key (nothing is
+    enqueued again; other users' keys are invisible). Reusing a key for a different spec is a
     Conflict rather than a silent answer about another job."""
     check_limits(spec, settings)
+    admission.admit(spec, quotas.queue_for(spec.device, settings), settings)
     quotas.check_priority(user, priority, settings)
-    replay = store.find_by_idempotency_key(idempotency_key) if idempotency_key else None
-    if replay is None:  # a replay adds no job, so it is never over quota
-        quotas.check_active(store, user, settings)
-    exp, created = _create(store, spec, idempotency_key=idempotency_key, owner=user.name,
+    exp, created = _create(store, spec, idempotency_key=idempotency_key, user=user,
                            priority=priority, settings=settings)
     if not created:
         if exp.spec_hash != spec.spec_hash():
@@ -122,6 +128,16 @@ def submit(store: Store, settings: Settings, enqueue: Enqueue, spec: ExperimentS
         return exp, False
     enqueue_after_commit(enqueue, exp)
     return exp, True
+
+
+def estimate(settings: Settings, spec: ExperimentSpec) -> EstimateRead:
+    """The estimate of a spec under its queue's limits, as submit would admit it (413 over a
+    limit, exactly like submit); nothing is stored or enqueued."""
+    check_limits(spec, settings)
+    queue = quotas.queue_for(spec.device, settings)
+    cost = admission.admit(spec, queue, settings)
+    return EstimateRead.model_validate(
+        admission.estimate_read(cost, admission.limits_for(queue, settings)))
 
 
 def retry(store: Store, enqueue: Enqueue, old: Experiment, *, user: Principal = LOCAL,
@@ -137,9 +153,10 @@ def retry(store: Store, enqueue: Enqueue, old: Experiment, *, user: Principal = 
     except ValidationError as exc:  # stored by an older advlab whose spec schema differed
         raise Conflict(f"the stored spec of {experiment_id} no longer validates; submit a "
                        f"corrected spec instead: {exc.errors()[0]['msg']}") from None
-    if settings is not None:
-        quotas.check_active(store, user, settings)
-    exp, _ = _create(store, spec, retry_of=old.id, owner=user.name, priority=old.priority,
+    if settings is not None:  # the limits may have changed since it was admitted
+        check_limits(spec, settings)
+        admission.admit(spec, quotas.queue_for(spec.device, settings), settings)
+    exp, _ = _create(store, spec, retry_of=old.id, user=user, priority=old.priority,
                      settings=settings)
     enqueue_after_commit(enqueue, exp)
     return exp

@@ -29,9 +29,12 @@ from service.telemetry import RequestTimer, Telemetry
 DESCRIPTION = """Experiments on the theory of adversarial examples.
 
 POST an experiment spec to `/v1/experiments`; a worker runs it; read its status, metric series
-and correlation trajectories back. Errors: 422 with the JSON path of each bad field, 413 for an
-oversize body or a spec over a configured limit, 404 for an unknown id, 409 for a transition the
-job's status does not allow, 503 when the database schema is out of date."""
+and correlation trajectories back. Before a job is stored it is priced (FLOPs, peak memory,
+stored bytes) and admitted against its queue's limits; `?dry_run=true` on `POST /v1/experiments`
+and `POST /v1/sweeps` returns that estimate without storing anything. Errors: 422 with the JSON
+path of each bad field, 413 for an oversize body, a spec over a configured limit, or an estimate
+over a limit (naming the estimate, the limit and the field to lower), 404 for an unknown id, 409
+for a transition the job's status does not allow, 503 when the database schema is out of date."""
 
 
 DATABASE_UNAVAILABLE = {503: {
@@ -63,7 +66,8 @@ def create_app(settings: Settings | None = None, jobs: JobQueue | None = None) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from lab.store import open_store
 
-        store = open_store(settings.resolved_database_url, check_schema=True)
+        store = open_store(settings.resolved_database_url, check_schema=True,
+                           settings=settings)
         app.state.store = store
         app.state.telemetry = Telemetry(store, jobs)
         try:

@@ -1,9 +1,9 @@
 """Sharing one server fairly: per-user quotas, bounded priorities, and queue routing.
 
 - Quota: a user may have at most `max_active_per_user` queued + running jobs; a submit (or a
-  sweep, counting all its members) beyond that is a 429 with Retry-After. The count is read
-  before the insert, so simultaneous submits can overshoot by the number in flight — a fairness
-  limit, not an accounting one.
+  sweep, counting all its members: admitted whole or refused whole) beyond that is a 429 with
+  Retry-After. The store checks and inserts in one transaction under a per-user lock
+  (lab.store.quota_lock), so concurrent submits never overshoot.
 - Priority: an integer query parameter of the submit (`?priority=N`, default 0); it orders the
   user's OWN jobs in the fair claim (lab.store.users) and breaks ties between users, so it
   can never starve another user. Non-admins are bounded by |N| <= `max_priority` (422 beyond).
@@ -17,7 +17,7 @@ from __future__ import annotations
 from service.auth import Principal, TooManyRequests
 from lab.config import Settings
 from service.errors import FieldError
-from lab.store.base import Store
+from lab.store.base import QuotaExceeded
 
 ADMIN_MAX_PRIORITY = 1000
 
@@ -35,12 +35,10 @@ def check_priority(user: Principal, priority: int, settings: Settings) -> int:
     return priority
 
 
-def check_active(store: Store, user: Principal, settings: Settings, adding: int = 1) -> None:
-    """429 when `adding` more jobs would take the user over max_active_per_user."""
-    active = store.count_active(user.name)
-    if active + adding > settings.max_active_per_user:
-        raise TooManyRequests(
-            f"user {user.name} has {active} queued or running experiments; adding {adding} "
-            f"would exceed max_active_per_user = {settings.max_active_per_user} "
-            "(configurable: ADVLAB_MAX_ACTIVE_PER_USER); retry when some have finished",
-            settings.quota_retry_after_s)
+def over_quota(user: Principal, settings: Settings, exc: QuotaExceeded) -> TooManyRequests:
+    """The 429 for a submit the store refused (QuotaExceeded)."""
+    return TooManyRequests(
+        f"user {user.name} has {exc.active} queued or running experiments; adding {exc.adding} "
+        f"would exceed max_active_per_user = {exc.limit} "
+        "(configurable: ADVLAB_MAX_ACTIVE_PER_USER); retry when some have finished",
+        settings.quota_retry_after_s)

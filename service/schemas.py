@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from advcore.spec import ExperimentSpec
+from advcore.summary import RunSummary
 
 from lab.status import Status
 
@@ -58,7 +59,11 @@ class ExperimentRead(BaseModel):
     finished_at: datetime | None
     heartbeat_at: datetime | None
     error: str | None
-    summary: dict[str, Any] | None = Field(None, description="Final summary once succeeded.")
+    summary: RunSummary | None = Field(
+        None, description="Final summary once succeeded (scalars only; matrices are at "
+                          "/correlations?step=): clean accuracy, each attack's robust accuracy "
+                          "and the minimum over attacks per threat and radius, disagreements "
+                          "between attacks, final correlations, masking flags.")
     retry_of: str | None = Field(None, description="The experiment this one retries.")
     links: Links
     owner: str | None = Field(None, description="User who submitted it (`local` with auth off).")
@@ -110,6 +115,38 @@ class ErrorItem(BaseModel):
     loc: list[str | int] = Field(description='JSON path, e.g. ["body", "data", "d"].')
     msg: str
     type: str
+    # a 413 from the estimate (type `limit.max_gflop`, ...) also carries:
+    quantity: Literal["flops", "peak_bytes", "stored_bytes"] | None = Field(
+        None, description="The estimated quantity over its limit.")
+    estimate: float | None = Field(None, description="Its estimate (FLOPs or bytes).")
+    limit: float | None = Field(None, description="The configured limit, same unit.")
+    queue: str | None = Field(None, description="cpu | gpu (the job's queue) or sweep.")
+    path: str | None = Field(None, description="The spec field that dominates the estimate, "
+                                                "e.g. `evaluation.attacks[0].steps`.")
+
+
+class EstimateTerm(BaseModel):
+    name: str = Field(description="What it counts: `training`, `evaluation.attacks[0]`, `data`.")
+    value: float
+    path: str | None = Field(description="The spec field this term scales with most.")
+
+
+class EstimateRead(BaseModel):
+    """advcore.cost.estimate of a spec (POST /v1/experiments?dry_run=true): nothing stored."""
+
+    dry_run: Literal[True] = True
+    flops: float = Field(description="Floating point operations (2 per multiply-add).")
+    gflop: float
+    peak_bytes: float = Field(description="Peak memory (host, or device on a GPU), all seeds.")
+    stored_bytes: float = Field(description="Bytes the run adds to the database.")
+    n_evaluations: int
+    peak_phase: str = Field(description="The phase at the memory peak (data, training, ...).")
+    dominant: dict[str, str | None] = Field(
+        description="Quantity -> the spec field to lower to reduce it.")
+    terms: dict[str, list[EstimateTerm]]
+    queue: Literal["cpu", "gpu"]
+    limits: dict[str, float] = Field(description="The queue's limits: flops, peak_bytes, "
+                                                 "stored_bytes (ADVLAB_[CPU_|GPU_]MAX_*).")
 
 
 class Error(BaseModel):

@@ -94,6 +94,32 @@ class SweepCreated(BaseModel):
     links: SweepLinks
 
 
+class MemberEstimate(BaseModel):
+    point_index: int
+    point: dict[str, Any]
+    seeds: list[int]
+    queue: str = Field(description="cpu | gpu: whose limits the member was admitted under.")
+    flops: float
+    peak_bytes: float
+    stored_bytes: float
+    n_evaluations: int
+    dominant: dict[str, str | None] = Field(description="Quantity -> the spec field driving it.")
+
+
+class SweepEstimateRead(BaseModel):
+    """POST /v1/sweeps?dry_run=true: what the sweep would cost, nothing stored."""
+
+    dry_run: bool = True
+    n_members: int
+    flops: float = Field(description="Summed over members.")
+    gflop: float
+    peak_bytes: float = Field(description="The largest member's (members run as separate jobs).")
+    stored_bytes: float = Field(description="Summed over members.")
+    limits: dict[str, float] = Field(description="Sweep limits: flops, stored_bytes "
+                                                 "(ADVLAB_MAX_SWEEP_GFLOP, _MAX_SWEEP_STORED_GB).")
+    members: list[MemberEstimate]
+
+
 class SweepSummary(BaseModel):
     """A sweep in a list: no members or aggregate."""
 

@@ -5,6 +5,12 @@ sets its values into a copy of the base spec (`training.mode`, `learner.width`,
 `evaluation.attacks.0.radii`: dotted paths, list indices as numbers) and is validated as a full
 experiment spec; errors name the grid path (or the base path) that caused them.
 
+Admission. The member count is read off the grid's shape (product of the axis lengths, x seeds
+in `separate` mode) before a single point is built, so a 10^8-point grid is a 413 at once. Each
+member is then priced by advcore.cost and admitted against its queue's limits (service.admission),
+and the members' summed compute and stored bytes against the sweep limits: the sweep is admitted
+as a whole or not at all. A 413 names the grid axis (or base field) that drives the estimate.
+
 Seeds. `seed_mode="batched"` (the default) makes ONE member per grid point with `seeds: [...]`:
 every advcore learner trains its seeds as one batched computation (contract 2: S batched seeds ==
 S separate runs), so the sweep costs one job per point and no per-seed overhead. A batched
@@ -12,10 +18,11 @@ member fails or is canceled as a whole. `seed_mode="separate"` makes one member 
 seed), which spreads the seeds of a point over several workers. Both give the same aggregate.
 
 Aggregate. For each grid point, the per-seed final numbers are read from the members' summaries
-(a batched summary carries one entry per seed under "seeds") and reduced to mean, sample std
-(n-1; null for a single seed), min, max and n, under metric-style keys: `test/clean_accuracy`,
-`test/robust_accuracy/pgd_l2@4`, `fine/test/clean_accuracy`, `corr/robust/0`, `corr/cluster/3`
-(max over neurons of the final cosine with cluster mean j).
+(advcore.summary.RunSummary; a batched one carries one entry per seed under "seeds") and reduced
+to mean, sample std (n-1; null for a single seed), min, max and n, under metric-style keys
+(RunSummary.metrics): `test/clean_accuracy`, `test/robust_accuracy/pgd_l2@4`,
+`test/robust_accuracy/min_l2@4` (against all attacks), `fine/test/clean_accuracy`,
+`corr/robust/0`, `corr/cluster/3` (max over neurons of the final cosine with cluster mean j).
 """
 
 from __future__ import annotations
@@ -24,15 +31,20 @@ import copy
 import itertools
 import json
 import math
-from typing import Any, Iterable, Literal
+from dataclasses import dataclass, replace
+from typing import Any, Iterable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from advcore import __version__ as ADVCORE_VERSION
-from advcore.spec import ExperimentSpec, format_radius
+from advcore.cost import Cost, estimate
+from advcore.spec import ExperimentSpec
+from service.admission import (SWEEP_QUANTITIES, dominant_field, fmt, limits_for, queue_kind,
+                               refusals)
+from advcore.summary import RunSummary
 from advcore.stats import mean, sample_std
 from lab.config import Settings
-from service.errors import Conflict, FieldError, LimitExceeded
+from service.errors import Conflict, FieldError, LimitExceeded, OverEstimate, Refusal
 from service.experiments import LOCAL, Enqueue, enqueue_after_commit
 from service.limits import check_limits
 from service.spec_paths import json_path, spec_path_exists
@@ -40,7 +52,7 @@ from service import quotas
 from service.auth import Principal
 from lab.dotted import set_path
 from lab.status import STATUSES, TERMINAL
-from lab.store.base import Experiment, NewSweepMember, Store, Sweep
+from lab.store.base import Experiment, NewSweepMember, QuotaExceeded, Store, Sweep
 
 SeedMode = Literal["batched", "separate"]
 FORBIDDEN_GRID_PATHS = {"seed", "seeds", "name", "tags", "advlab_version"}
@@ -93,10 +105,18 @@ class SweepCreate(BaseModel):
 # --------------------------------------------------------------------------- expansion
 
 
-def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """The cartesian product as [{path: value, ...}, ...], first path varying slowest."""
+def grid_points(grid: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
+    """The cartesian product as {path: value, ...} points, first path varying slowest (lazy:
+    nothing is built before the member count has been checked)."""
     paths = list(grid)
-    return [dict(zip(paths, combo)) for combo in itertools.product(*(grid[p] for p in paths))]
+    return (dict(zip(paths, combo)) for combo in itertools.product(*(grid[p] for p in paths)))
+
+
+def member_count(req: SweepCreate, seeds: list[int]) -> int:
+    """Members a request makes, from the grid's shape alone: the product of the axis lengths
+    (x seeds when each seed is its own member)."""
+    points = math.prod(len(values) for values in req.grid.values())
+    return points * (1 if req.seed_mode == "batched" else len(seeds))
 
 
 def point_label(point: dict[str, Any]) -> str:
@@ -118,22 +138,54 @@ def _member_error(exc: ValidationError, point: dict[str, Any], index: int) -> Fi
                            f"{dotted + ': ' if dotted else ''}{err['msg']}", err.get("type", ""))
 
 
-def expand(req: SweepCreate, settings: Settings) -> list[NewSweepMember]:
-    """The member experiments of a sweep request, validated and resolved (not stored)."""
+@dataclass(frozen=True)
+class Planned:
+    """A member experiment ready to store, with the estimate it was admitted on."""
+
+    member: NewSweepMember
+    cost: Cost
+    queue: str  # cpu | gpu
+
+
+def _base_spec(req: SweepCreate) -> ExperimentSpec:
     try:
-        base = ExperimentSpec.model_validate(req.base)
+        return ExperimentSpec.model_validate(req.base)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise FieldError(["body", "base", *json_path(err["loc"])],
                          f"base: {err['msg']}", err.get("type", "")) from None
+
+
+def sweep_loc(path: tuple, point: dict[str, Any]) -> list[str | int]:
+    """A member spec's JSON path as a path in the sweep request: the grid axis that sets it,
+    the sweep's `seeds`, or the base spec."""
+    dotted = ".".join(map(str, path))
+    axis = next((p for p in point if dotted == p or dotted.startswith(p + ".")), None)
+    if axis is not None:
+        return ["body", "grid", axis]
+    if path[:1] in (("seed",), ("seeds",)):
+        return ["body", "seeds"]
+    return ["body", "base", *path]
+
+
+def _in_request(refusal: Refusal, point: dict[str, Any], index: int) -> Refusal:
+    loc = sweep_loc(tuple(refusal.loc[1:]), point)
+    return replace(refusal, loc=loc, msg=f"grid point {index} ({point_label(point)}): "
+                                         f"{refusal.msg}")
+
+
+def expand(req: SweepCreate, settings: Settings) -> list[Planned]:
+    """The member experiments of a sweep request, validated, resolved, priced and admitted one
+    by one (not stored). The member count is checked from the grid's shape first, so a huge
+    grid is refused before a single point is built."""
+    base = _base_spec(req)
     seeds = list(req.seeds or base.seed_list)
-    points = grid_points(req.grid)
-    n_members = len(points) * (1 if req.seed_mode == "batched" else len(seeds))
+    n_members = member_count(req, seeds)
     if n_members > settings.max_sweep_members:
         raise LimitExceeded("max_sweep_members", n_members, settings.max_sweep_members,
                             ["body", "grid"])
-    members: list[NewSweepMember] = []
-    for index, point in enumerate(points):
+    planned: list[Planned] = []
+    for index, point in enumerate(grid_points(req.grid)):
         doc = copy.deepcopy(req.base)
         doc.pop("seed", None)
         doc.pop("seeds", None)
@@ -155,33 +207,84 @@ def expand(req: SweepCreate, settings: Settings) -> list[NewSweepMember]:
             except ValidationError as exc:
                 raise _member_error(exc, point, index) from None
             check_limits(spec, settings)
+            queue = quotas.queue_for(spec.device, settings)
+            cost = estimate(spec)
+            refused = refusals(cost, limits_for(queue, settings))
+            if refused:
+                raise OverEstimate([_in_request(r, point, index) for r in refused])
             resolved = spec.resolve()
             resolved.advlab_version = ADVCORE_VERSION
-            members.append(NewSweepMember(
+            planned.append(Planned(NewSweepMember(
                 name=resolved.name, tags=list(resolved.tags),
                 spec=resolved.model_dump(mode="json"), spec_hash=resolved.spec_hash(),
                 total_steps=resolved.total_steps, point_index=index, point=point,
-                seeds=list(group), queue=quotas.queue_for(resolved.device, settings)))
-    return members
+                seeds=list(group), queue=queue), cost, queue_kind(queue, settings)))
+    admit_whole(planned, settings)
+    return planned
+
+
+def admit_whole(planned: list[Planned], settings: Settings) -> None:
+    """The members' summed compute and stored bytes against the sweep limits (413 naming the
+    heaviest member's driving field). Peak memory is per member: members run one per job."""
+    refused = []
+    for quantity, (name, unit, scale, words) in SWEEP_QUANTITIES.items():
+        total = sum(getattr(p.cost, quantity) for p in planned)
+        limit = getattr(settings, name) * scale
+        if total <= limit:
+            continue
+        heaviest = max(planned, key=lambda p: getattr(p.cost, quantity))
+        loc, path = dominant_field(heaviest.cost, quantity)
+        refused.append(Refusal(
+            quantity=quantity, limit_name=name, estimate=total, maximum=limit, queue="sweep",
+            loc=sweep_loc(loc, heaviest.member.point) if loc else ["body", "grid"], path=path,
+            msg=f"estimated {words} {fmt(total, unit, scale)} ({len(planned)} members) "
+                f"exceeds the limit {name} = {fmt(limit, unit, scale)} (configurable: "
+                f"ADVLAB_{name.upper()}); lower the number of members"
+                + (f" or {path}" if path else "")))
+    if refused:
+        raise OverEstimate(refused)
+
+
+def estimate_sweep(req: SweepCreate, settings: Settings) -> dict[str, Any]:
+    """A sweep's estimate without storing anything: totals (peak: the largest member's), the
+    sweep limits and one line per member; raises exactly what `create` would."""
+    planned = expand(req, settings)
+    return {
+        "dry_run": True, "n_members": len(planned),
+        "flops": sum(p.cost.flops for p in planned),
+        "gflop": sum(p.cost.flops for p in planned) / 1e9,
+        "peak_bytes": max((p.cost.peak_bytes for p in planned), default=0.0),
+        "stored_bytes": sum(p.cost.stored_bytes for p in planned),
+        "limits": {q: getattr(settings, name) * scale
+                   for q, (name, _u, scale, _w) in SWEEP_QUANTITIES.items()},
+        "members": [{"point_index": p.member.point_index, "point": p.member.point,
+                     "seeds": p.member.seeds, "queue": p.queue, "flops": p.cost.flops,
+                     "peak_bytes": p.cost.peak_bytes, "stored_bytes": p.cost.stored_bytes,
+                     "n_evaluations": p.cost.n_evaluations,
+                     "dominant": {q: p.cost.path(q) for q in Cost.QUANTITIES}}
+                    for p in planned]}
 
 
 def create(store: Store, settings: Settings, enqueue: Enqueue, req: SweepCreate,
            idempotency_key: str | None = None, *, user: Principal | None = None,
            priority: int = 0) -> tuple[Sweep, bool]:
     """Expand, store the sweep and all members in one transaction, then enqueue each member.
-    An Idempotency-Key replay returns the stored sweep and enqueues nothing. The members count
-    against the user's quota (429) and are owned by the user."""
+    A replay of this user's Idempotency-Key returns the stored sweep and enqueues nothing. The
+    members count against the user's quota (429, the whole sweep or nothing) and are the
+    user's."""
 
     user = user or LOCAL
-    members = expand(req, settings)
+    members = [p.member for p in expand(req, settings)]
     quotas.check_priority(user, priority, settings)
-    quotas.check_active(store, user, settings, adding=len(members))
     grid = [(path, list(values)) for path, values in req.grid.items()]
-    seeds = list(req.seeds or ExperimentSpec.model_validate(req.base).seed_list)
-    sweep, experiments, created = store.create_sweep(
-        name=req.name, tags=list(req.tags), base_spec=req.base, grid=grid, seeds=seeds,
-        seed_mode=req.seed_mode, members=members, idempotency_key=idempotency_key,
-        owner=user.name, priority=priority)
+    seeds = list(req.seeds or _base_spec(req).seed_list)
+    try:
+        sweep, experiments, created = store.create_sweep(
+            name=req.name, tags=list(req.tags), base_spec=req.base, grid=grid, seeds=seeds,
+            seed_mode=req.seed_mode, members=members, idempotency_key=idempotency_key,
+            owner=user.name, priority=priority, max_active=settings.max_active_per_user)
+    except QuotaExceeded as exc:  # the whole sweep is refused: nothing was stored
+        raise quotas.over_quota(user, settings, exc) from None
     if not created:
         if (sweep.grid, sweep.seeds, sweep.seed_mode) != (grid, seeds, req.seed_mode):
             raise Conflict(f"Idempotency-Key {idempotency_key!r} was already used for sweep "
@@ -225,42 +328,15 @@ def sweep_status(counts: dict[str, int]) -> str:
     return "failed" if counts["failed"] else "canceled"
 
 
-def flatten_summary(summary: dict[str, Any]) -> dict[str, float]:
-    """One seed's summary → {metric-style key: number} (see the module docstring)."""
-    out: dict[str, float] = {}
-
-    def put(key: str, value: Any) -> None:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[key] = float(value)
-
-    for split, value in (summary.get("clean_accuracy") or {}).items():
-        put(f"{split}/clean_accuracy", value)
-    for item in summary.get("robust_accuracy") or []:
-        put(f"test/robust_accuracy/{item['attack']}@{format_radius(item['radius'])}",
-            item.get("accuracy"))
-    for split, value in ((summary.get("fine") or {}).get("clean_accuracy") or {}).items():
-        put(f"fine/{split}/clean_accuracy", value)
-    for kind, values in (summary.get("correlations") or {}).items():
-        for i, value in enumerate(values or []):
-            put(f"corr/{kind}/{i}", value)
-    matrix = summary.get("cosine_matrix")
-    if matrix and all(isinstance(row, list) and row for row in matrix):
-        for j in range(len(matrix[0])):  # (neurons, features): max over neurons per feature
-            column = [row[j] for row in matrix if isinstance(row[j], (int, float))]
-            if column:
-                put(f"corr/cluster/{j}", max(column))
-    return out
-
-
 def per_seed(exp: Experiment, seeds: list[int]) -> list[tuple[int, dict[str, float]]]:
-    """(seed, flattened final numbers) for each seed of a succeeded member."""
-    summary = exp.summary or {}
-    if exp.status != "succeeded" or not summary:
+    """(seed, final numbers under metric-style keys) for each seed of a succeeded member."""
+    summary = RunSummary.from_stored(exp.summary)
+    if exp.status != "succeeded" or summary is None:
         return []
-    if summary.get("seeds"):
-        return [(int(s.get("seed", seed)), flatten_summary(s))
-                for s, seed in zip(summary["seeds"], seeds)]
-    return [(seeds[0], flatten_summary(summary))]
+    if summary.seeds:
+        return [(s.seed if s.seed is not None else seed, s.metrics())
+                for s, seed in zip(summary.seeds, seeds)]
+    return [(seeds[0], summary.metrics())]
 
 
 def reduce(values: list[float]) -> dict[str, Any]:

@@ -35,6 +35,14 @@ class SchemaOutOfDate(StoreError):
     """The database is not at the migration head; run `advlab migrate`."""
 
 
+class QuotaExceeded(StoreError):
+    """Adding `adding` jobs would take `owner` over `limit` queued + running jobs (HTTP 429)."""
+
+    def __init__(self, owner: str | None, *, active: int, adding: int, limit: int) -> None:
+        super().__init__(f"{owner} has {active} active jobs; adding {adding} exceeds {limit}")
+        self.owner, self.active, self.adding, self.limit = owner, active, adding, limit
+
+
 @dataclass(frozen=True)
 class Experiment:
     id: str
@@ -153,9 +161,13 @@ class Store(abc.ABC):
         owner: str | None = None,
         priority: int = 0,
         queue: str | None = None,
+        max_active: int | None = None,
     ) -> tuple[Experiment, bool]:
-        """Insert a queued experiment and commit. With an idempotency key already used, return
-        the existing experiment instead; the bool says whether a new row was created."""
+        """Insert a queued experiment and commit. With an idempotency key this owner already
+        used, return that experiment instead (another owner's keys are invisible); the bool says
+        whether a new row was created. With `max_active`, raise QuotaExceeded when the owner
+        already has that many queued + running jobs — checked in the inserting transaction under
+        a per-owner lock, so concurrent submits can never overshoot (a replay is never refused)."""
 
     @abc.abstractmethod
     def get_experiment(self, experiment_id: str) -> Experiment:
@@ -187,7 +199,9 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def heartbeat(self, experiment_id: str, attempt: int, step: int) -> bool:
-        """Record progress; return True if a cancel was requested. Raises StaleAttempt."""
+        """Record progress and liveness; return True if a cancel was requested (liveness is then
+        no longer renewed: a job whose worker ignores the cancel is reaped as canceled).
+        Raises StaleAttempt."""
 
     @abc.abstractmethod
     def add_metrics(self, experiment_id: str, attempt: int, points: Iterable[MetricPoint]) -> None:
@@ -256,11 +270,12 @@ class Store(abc.ABC):
         self, *, name: str, tags: list[str], base_spec: dict[str, Any],
         grid: Sequence[tuple[str, list[Any]]], seeds: list[int], seed_mode: str,
         members: Sequence[NewSweepMember], idempotency_key: str | None = None,
-        owner: str | None = None, priority: int = 0,
+        owner: str | None = None, priority: int = 0, max_active: int | None = None,
     ) -> tuple[Sweep, list[Experiment], bool]:
         """Insert the sweep and its member experiments (queued) in ONE transaction and commit.
-        With an idempotency key already used, return the existing sweep and members; the bool
-        says whether anything was created."""
+        With an idempotency key this owner already used, return the existing sweep and members;
+        the bool says whether anything was created. With `max_active`, the whole sweep is
+        admitted or refused (QuotaExceeded), atomically as in create_experiment."""
 
     @abc.abstractmethod
     def get_sweep(self, sweep_id: str) -> Sweep:
@@ -314,10 +329,6 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def count_active(self, owner: str) -> int:
         """The owner's queued + running experiments."""
-
-    @abc.abstractmethod
-    def find_by_idempotency_key(self, key: str) -> Experiment | None:
-        """The experiment submitted with this Idempotency-Key (a replay is never over quota)."""
 
     @abc.abstractmethod
     def claim_next(self, experiment_id: str, worker: str) -> Experiment | None:

@@ -90,7 +90,7 @@ class ExperimentRow(Base):
     cancel_requested: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     retry_of: Mapped[str | None] = mapped_column(
         sa.String(32), sa.ForeignKey("experiments.id", ondelete="SET NULL"))
-    idempotency_key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(200))  # unique per owner
     # lab server (migration 0003): who submitted it, its priority among that
     # user's jobs, and the Celery queue it was routed to (None: rows from before 0003)
     owner: Mapped[str | None] = mapped_column(sa.String(64), index=True)
@@ -102,6 +102,8 @@ class ExperimentRow(Base):
         sa.Index("ix_experiments_created_at_id", "created_at", "id"),
         # the fair claim scans queued rows of one queue
         sa.Index("ix_experiments_status_queue", "status", "queue"),
+        # Idempotency-Key is per user: another owner's key is invisible (migration 0004)
+        sa.Index("uq_experiments_owner_idempotency_key", "owner", "idempotency_key", unique=True),
     )
 
 
@@ -186,5 +188,10 @@ class MatrixRow(Base):
 
 def to_experiment(row: sa.Row) -> Experiment:
     """An `experiments` row (Core result row) as the domain object."""
+    from lab.store.public_error import public_error
+
     m = row._mapping
-    return Experiment(**{col.name: m[col.name] for col in ExperimentRow.__table__.columns})
+    values = {col.name: m[col.name] for col in ExperimentRow.__table__.columns}
+    if values["error"]:  # rows settled before errors were scrubbed on write
+        values["error"] = public_error(values["error"])
+    return Experiment(**values)

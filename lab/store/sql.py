@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import uuid
 from datetime import datetime, timedelta
@@ -30,16 +31,27 @@ from lab.store.downsample import read_series
 from lab.store.series import BLK, write_points
 from lab.clock import utcnow
 from lab.status import STATUSES
+from lab.store.public_error import public_error
+from lab.store.quota_lock import admit, lock_owner
 from lab.store.orm import ExperimentRow, MatrixRow, MetricPointRow, MetricSeriesRow, UtcDateTime
 from lab.store.orm import finite_json as _finite, to_experiment as _to_experiment
-from lab.store.session import Sessions
+from lab.store.session import Sessions, WalCheckpointer, sqlite_file
 from lab.store.sweeps import SweepStoreMixin
 from lab.store.users import UserStoreMixin
+
+log = logging.getLogger("advlab.store")
 
 E = ExperimentRow.__table__
 P = MetricPointRow.__table__
 M = MatrixRow.__table__
 SERIES = MetricSeriesRow.__table__
+
+
+def _by_key(session: Session, owner: str | None, key: str) -> Experiment | None:
+    """The owner's experiment submitted with Idempotency-Key `key` (keys are per owner)."""
+    same_owner = E.c.owner.is_(None) if owner is None else E.c.owner == owner
+    row = session.execute(sa.select(E).where(same_owner, E.c.idempotency_key == key)).first()
+    return None if row is None else _to_experiment(row)
 
 
 def _encode_cursor(created_at: datetime, experiment_id: str) -> str:
@@ -57,13 +69,19 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # mixins: users.py, sweeps.py
-    def __init__(self, engine: sa.Engine, *, metric_batch: int = 500) -> None:
+    def __init__(self, engine: sa.Engine, *, metric_batch: int = 500,
+                 checkpoint_every_s: float | None = None) -> None:
         self.engine = engine
         self.sessions = Sessions(engine)
         self.metric_batch = metric_batch
+        database = sqlite_file(engine)
+        self.checkpointer = (WalCheckpointer(database, checkpoint_every_s).start()
+                             if database and checkpoint_every_s else None)
 
     def close(self) -> None:
         """Release the connection pool."""
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self.engine.dispose()
 
     # ------------------------------------------------------------------ helpers
@@ -95,14 +113,7 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # mixins: users.py, swe
                           total_steps: int, idempotency_key: str | None = None,
                           retry_of: str | None = None, owner: str | None = None,
                           priority: int = 0, queue: str | None = None,
-                          ) -> tuple[Experiment, bool]:
-        def existing() -> Experiment | None:
-            with self.sessions.read() as s:
-                row = s.execute(sa.select(E).where(E.c.idempotency_key == idempotency_key)).first()
-                return None if row is None else _to_experiment(row)
-
-        if idempotency_key is not None and (found := existing()) is not None:
-            return found, False
+                          max_active: int | None = None) -> tuple[Experiment, bool]:
         values = dict(
             id=uuid.uuid4().hex, name=name, tags=list(tags), spec=_finite(spec), spec_hash=spec_hash,
             status="queued", step=0, total_steps=total_steps, attempts=0, created_at=utcnow(),
@@ -111,11 +122,18 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # mixins: users.py, swe
         )
         try:
             with self.sessions.write() as s:
+                lock_owner(s, owner)
+                if idempotency_key is not None and (
+                        found := _by_key(s, owner, idempotency_key)) is not None:
+                    return found, False
+                admit(s, owner, 1, max_active)
                 row = s.execute(sa.insert(E).values(**values).returning(E)).one()
                 return _to_experiment(row), True
         except IntegrityError as exc:
-            if idempotency_key is not None and (found := existing()) is not None:
-                return found, False  # a concurrent request with the same key won
+            if idempotency_key is not None:
+                with self.sessions.read() as s:
+                    if (found := _by_key(s, owner, idempotency_key)) is not None:
+                        return found, False  # a concurrent request with the same key won
             if retry_of is not None:
                 raise NotFound(retry_of) from exc
             raise StoreError(f"could not create experiment: {exc.orig}") from exc
@@ -188,7 +206,12 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # mixins: users.py, swe
         with self.sessions.write() as s:
             stmt = (sa.update(E)
                     .where(E.c.id == experiment_id, E.c.attempts == attempt, E.c.status == "running")
-                    .values(step=step, heartbeat_at=utcnow()).returning(E.c.cancel_requested))
+                    # a canceled job's beat is not renewed: if its worker does not stop it, the
+                    # reaper ends it `canceled` after stale_after_s
+                    .values(step=step, heartbeat_at=sa.case(
+                        (E.c.cancel_requested.is_(True), E.c.heartbeat_at),
+                        else_=sa.literal(utcnow(), UtcDateTime())))
+                    .returning(E.c.cancel_requested))
             row = s.execute(stmt).one_or_none()
         if row is None:
             raise StaleAttempt(f"{experiment_id}: attempt {attempt} is not the running attempt")
@@ -233,7 +256,11 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # mixins: users.py, swe
                summary: dict[str, Any] | None = None, error: str | None = None) -> Experiment:
         if status not in TERMINAL:
             raise ValueError(f"finish() needs a terminal status, got {status!r}")
-        values: dict[str, Any] = dict(status=status, summary=_finite(summary), error=error,
+        shown = public_error(error)
+        if shown != error:  # the full text stays server-side, in the log, with the job's id
+            log.info("experiment %s attempt %d settled %s; full error: %s", experiment_id,
+                     attempt, status, error, extra={"experiment_id": experiment_id})
+        values: dict[str, Any] = dict(status=status, summary=_finite(summary), error=shown,
                                       finished_at=utcnow())
         if status == "succeeded":
             values["step"] = E.c.total_steps

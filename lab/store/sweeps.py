@@ -38,10 +38,13 @@ class SweepRow(Base):
     seeds: Mapped[list[str]] = mapped_column(JsonType)
     seed_mode: Mapped[str] = mapped_column(sa.String(16))  # batched | separate
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    idempotency_key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
-    owner: Mapped[str | None] = mapped_column(sa.String(64))  # migration 0003
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(200))  # unique per owner
+    owner: Mapped[str | None] = mapped_column(sa.String(64))
 
-    __table_args__ = (sa.Index("ix_sweeps_created_at_id", "created_at", "id"),)
+    __table_args__ = (
+        sa.Index("ix_sweeps_created_at_id", "created_at", "id"),
+        sa.Index("uq_sweeps_owner_idempotency_key", "owner", "idempotency_key", unique=True),
+    )
 
 
 class SweepMemberRow(Base):
@@ -93,18 +96,21 @@ class SweepStoreMixin:
     def create_sweep(self, *, name: str, tags: list[str], base_spec: dict[str, Any],
                      grid: Sequence[tuple[str, list[Any]]], seeds: list[int], seed_mode: str,
                      members: Sequence[NewSweepMember], idempotency_key: str | None = None,
-                     owner: str | None = None, priority: int = 0,
+                     owner: str | None = None, priority: int = 0, max_active: int | None = None,
                      ) -> tuple[Sweep, list[Experiment], bool]:
+        from lab.store.quota_lock import admit, lock_owner  # it imports orm
 
-        def existing() -> tuple[Sweep, list[Experiment]] | None:
-            with self.sessions.read() as s:
-                found = s.execute(sa.select(SW.c.id).where(
-                    SW.c.idempotency_key == idempotency_key)).scalar_one_or_none()
-            return None if found is None else (self.get_sweep(found),
-                                               self.sweep_experiments(found))
+        def existing(session) -> tuple[Sweep, list[Experiment]] | None:
+            same_owner = SW.c.owner.is_(None) if owner is None else SW.c.owner == owner
+            found = session.execute(sa.select(SW.c.id).where(
+                same_owner, SW.c.idempotency_key == idempotency_key)).scalar_one_or_none()
+            if found is None:
+                return None
+            rows = session.execute(sa.select(E).join(SM, SM.c.experiment_id == E.c.id)
+                                   .where(SM.c.sweep_id == found)
+                                   .order_by(SM.c.point_index, E.c.id)).all()
+            return self._read_sweep(session, found), [_to_experiment(r) for r in rows]
 
-        if idempotency_key is not None and (found := existing()) is not None:
-            return (*found, False)
         now = utcnow()
         sweep_id = uuid.uuid4().hex
         sweep_values = dict(
@@ -126,6 +132,10 @@ class SweepStoreMixin:
                                   seeds=[int(s) for s in member.seeds]))
         try:
             with self.sessions.write() as s:
+                lock_owner(s, owner)
+                if idempotency_key is not None and (found := existing(s)) is not None:
+                    return (*found, False)
+                admit(s, owner, len(experiment_rows), max_active)  # the whole sweep or nothing
                 s.execute(sa.insert(SW).values(**sweep_values))
                 created = [_to_experiment(s.execute(sa.insert(E).values(**row).returning(E)).one())
                            for row in experiment_rows]
@@ -133,8 +143,10 @@ class SweepStoreMixin:
                     s.execute(sa.insert(SM), link_rows)
                 sweep = self._read_sweep(s, sweep_id)
         except IntegrityError as exc:
-            if idempotency_key is not None and (found := existing()) is not None:
-                return (*found, False)  # a concurrent request with the same key won
+            if idempotency_key is not None:
+                with self.sessions.read() as s:
+                    if (found := existing(s)) is not None:
+                        return (*found, False)  # a concurrent request with the same key won
             raise StoreError(f"could not create sweep: {exc.orig}") from exc
         return sweep, created, True
 

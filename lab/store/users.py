@@ -26,9 +26,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from lab.clock import utcnow
-from lab.status import ACTIVE
 from lab.store.base import ApiToken, Duplicate, Experiment, NotFound, User
-from lab.store.orm import Base, ExperimentRow, UtcDateTime, to_experiment as _to_experiment
+from lab.store.orm import Base, ExperimentRow, UtcDateTime
 
 CLAIM_CANDIDATES = 8  # fair-order candidates tried per round (others may win the race for one)
 CLAIM_ROUNDS = 3
@@ -133,15 +132,10 @@ class UserStoreMixin:
     # ------------------------------------------------------------------ quotas and fair claim
 
     def count_active(self, owner: str) -> int:
-        with self.sessions.read() as s:
-            return int(s.execute(sa.select(sa.func.count()).select_from(E).where(
-                E.c.owner == owner, E.c.status.in_(sorted(ACTIVE)))).scalar_one())
-
-    def find_by_idempotency_key(self, key: str) -> Experiment | None:
+        from lab.store.quota_lock import count_active
 
         with self.sessions.read() as s:
-            row = s.execute(sa.select(E).where(E.c.idempotency_key == key)).one_or_none()
-        return None if row is None else _to_experiment(row)
+            return count_active(s, owner)
 
     def _fair_candidates(self, queue: str | None) -> list[str]:
         owner = sa.func.coalesce(E.c.owner, "")

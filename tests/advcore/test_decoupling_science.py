@@ -34,7 +34,8 @@ def runs():
     out = {}
     for labels in ("binary", "fine"):
         observer = CollectingObserver()
-        out[labels] = (run_experiment(parse_spec(_spec(labels)), observer, device="cpu"), observer)
+        out[labels] = (run_experiment(parse_spec(_spec(labels)), observer, device="cpu").to_stored(),
+                       observer)
     torch.set_num_threads(threads)
     return out
 

@@ -30,7 +30,7 @@ def study():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models: extra threads only contend on the 2-core CI box
     observer = CollectingObserver()
-    summary = run_experiment(parse_spec(SPEC), observer, device="cpu")
+    summary = run_experiment(parse_spec(SPEC), observer, device="cpu").to_stored()
     torch.set_num_threads(threads)
     return summary, observer
 

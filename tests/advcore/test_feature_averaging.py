@@ -37,7 +37,9 @@ def _run(labels: str, width: int, radii) -> dict:
                        "record": ["correlations"]},
     })
     observer = CollectingObserver()
-    summary = run_experiment(spec, observer, device="cpu")
+    summary = run_experiment(spec, observer, device="cpu").to_stored()
+    for seed in summary["seeds"]:  # the final matrices leave through the observer
+        seed["cosine_matrix"] = observer.matrix("cosine/cluster", seed["seed"])
     summary["observer"] = observer
     return summary
 

@@ -56,7 +56,7 @@ def _run(example: str):
     body["evaluation"]["every"] = body["training"]["epochs"]
     spec = parse_spec(body)
     observer = CollectingObserver()
-    summary = run_experiment(spec, observer, device="cpu")
+    summary = run_experiment(spec, observer, device="cpu").to_stored()
     return spec, observer, summary
 
 

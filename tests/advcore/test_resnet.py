@@ -63,6 +63,6 @@ def test_resnet_trains_through_the_runner_on_digits():
                        "learner": TINY, "training": {"optimizer": {"kind": "adam", "lr": 0.01},
                                                      "epochs": 4, "batch_size": 50},
                        "evaluation": {"every": 4, "record": ["decoupling"]}})
-    summary = run_experiment(spec, device="cpu")
+    summary = run_experiment(spec, device="cpu").to_stored()
     assert len(summary["seeds"]) == 2 and summary["clean_accuracy"]["train"] > 0.3  # chance: 0.1
     assert "class_weights/mean_max_cosine" in summary["decoupling"]

@@ -11,6 +11,7 @@ from advcore.device import pick_device
 from advcore.observe import Canceled, CollectingObserver
 from advcore.run import run_experiment, run_local
 from advcore.spec import parse_spec
+from advcore.summary import RunSummary
 
 SPEC = {
     "name": "runner",
@@ -36,11 +37,22 @@ def test_run_local_writes_resolved_spec_summary_and_metrics(spec_file, tmp_path)
     resolved = json.loads((out / "spec.json").read_text())
     assert parse_spec(resolved) == parse_spec(SPEC).resolve()
     assert resolved["data"]["positive_clusters"] == [0, 1]
-    assert json.loads((out / "summary.json").read_text()) == summary
-    assert set(summary) >= {"clean_accuracy", "robust_accuracy", "cosine_matrix", "duration_s", "device"}
-    assert summary["device"] == "cpu"
-    assert [(r["attack"], r["radius"]) for r in summary["robust_accuracy"]] == [
+    stored = json.loads((out / "summary.json").read_text())
+    assert RunSummary.from_stored(stored) == summary and stored == summary.to_stored()
+    assert summary.device == "cpu" and summary.duration_s > 0
+    assert [(r.attack, r.radius) for r in summary.robust_accuracy] == [
         ("pgd_l2", 0.5), ("pgd_l2", 1.0), ("feature_direction", 1.0)]
+    # the minimum over attacks per radius, never above an attack's own number
+    assert [(m.threat, m.radius, m.attacks) for m in summary.robust_min] == [
+        ("min_l2", 0.5, ["pgd_l2"]), ("min_l2", 1.0, ["pgd_l2", "feature_direction"])]
+    own = {(r.attack, r.radius): r.accuracy for r in summary.robust_accuracy}
+    assert all(m.accuracy <= own[(a, m.radius)] for m in summary.robust_min for a in m.attacks)
+    # scalars only: per-cluster correlations, no matrix (that is in matrices.jsonl)
+    assert "cosine_matrix" not in stored and len(summary.correlations["cluster"]) == 4
+    matrices = [json.loads(line) for line in (out / "matrices.jsonl").read_text().splitlines()]
+    last = [m for m in matrices if m["name"] == "cosine/cluster" and m["step"] == 5]
+    assert [max(col) for col in zip(*last[0]["values"])] == pytest.approx(
+        summary.correlations["cluster"])
     with open(out / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["name", "step", "value", "seed"]
@@ -50,7 +62,8 @@ def test_run_local_writes_resolved_spec_summary_and_metrics(spec_file, tmp_path)
             "test/robust_accuracy/feature_direction@1", "corr/cluster/3",
             "weights/norm_mean"} <= names
     final = [r for r in rows if r["name"] == "test/clean_accuracy" and r["step"] == "5"]
-    assert float(final[0]["value"]) == pytest.approx(summary["clean_accuracy"]["test"])
+    assert float(final[0]["value"]) == pytest.approx(summary.clean_accuracy.test)
+    assert {"test/robust_accuracy/min_l2@0.5", "test/robust_accuracy/min_l2@1"} <= names
     assert {r["seed"] for r in rows} == {"1"}
 
 
@@ -114,6 +127,6 @@ def test_every_data_kind_runs_end_to_end(data, learner, labels):
                        "evaluation": {"every": 3, "attacks": [{"kind": "pgd", "norm": "linf", "radii": [0.05], "steps": 3}]}})
     observer = CollectingObserver()
     summary = run_experiment(spec, observer, device="cpu")
-    assert summary["clean_accuracy"]["train"] > 0.5
-    assert len(summary["robust_accuracy"]) == 1
-    assert ("fine" in summary) == (labels == "fine")
+    assert summary.clean_accuracy.train > 0.5
+    assert len(summary.robust_accuracy) == 1
+    assert (summary.fine is not None) == (labels == "fine")

@@ -63,7 +63,7 @@ def test_digits_separation_study_reports_both_norms_through_the_runner():
                        "learner": {"kind": "mlp"},
                        "study": {"kind": "separation", "eps": 0.1}})
     observer = CollectingObserver()
-    summary = run_experiment(spec, observer, device="cpu")
+    summary = run_experiment(spec, observer, device="cpu").to_stored()
     rows = {row["norm"]: row for row in summary["separation"]["rows"]}
     assert set(rows) == {"linf", "l2"} and summary["separation"]["eps"] == 0.1
     # digits pixels are multiples of 1/16: an l_inf distance is a multiple of 1/16 too

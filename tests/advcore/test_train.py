@@ -36,7 +36,7 @@ def test_gd_training_lowers_the_logistic_loss_and_fits_the_clusters():
     summary, obs = _run(_spec(training={"epochs": 40, "optimizer": {"kind": "gd", "lr": 0.5}}))
     losses = [v for _, v in obs.series("train/loss")]
     assert losses[-1] < 0.5 * losses[0]
-    assert summary["clean_accuracy"]["test"] >= 0.95
+    assert summary.clean_accuracy.test >= 0.95
 
 
 @pytest.mark.parametrize("optimizer", [
@@ -47,7 +47,7 @@ def test_minibatch_optimizers_train(optimizer):
     summary, obs = _run(_spec(training={"epochs": 10, "optimizer": optimizer, "batch_size": 16}))
     losses = [v for _, v in obs.series("train/loss")]
     assert losses[-1] < 0.7 * losses[0]
-    assert summary["clean_accuracy"]["train"] >= 0.9
+    assert summary.clean_accuracy.train >= 0.9
 
 
 def test_evaluation_runs_at_init_every_n_epochs_and_at_the_last_epoch():
@@ -61,9 +61,9 @@ def test_fine_labels_report_the_binary_readout_and_fine_prefixed_k_class_accurac
     summary, obs = _run(_spec(training={"labels": "fine", "epochs": 30}))
     names = {r.name for r in obs.metrics}
     assert {"fine/train/clean_accuracy", "fine/test/clean_accuracy", "test/clean_accuracy"} <= names
-    assert summary["fine"]["clean_accuracy"]["test"] >= 0.9
-    assert summary["clean_accuracy"]["test"] >= summary["fine"]["clean_accuracy"]["test"]
-    assert len(summary["cosine_matrix"]) == 4 * 8  # width neurons per output
+    assert summary.fine.clean_accuracy.test >= 0.9
+    assert summary.clean_accuracy.test >= summary.fine.clean_accuracy.test
+    assert len(obs.matrix("cosine/cluster")) == 4 * 8  # width neurons per output
 
 
 def test_margins_and_weight_norms_are_recorded():
@@ -82,8 +82,8 @@ def test_adversarial_training_raises_robust_accuracy_over_standard_training():
     standard, _ = _run(_spec(training={"epochs": 40, "optimizer": {"kind": "gd", "lr": 0.2}}, **common))
     adversarial, _ = _run(_spec(training={"epochs": 40, "optimizer": {"kind": "gd", "lr": 0.2},
                                           "mode": "adversarial", "adversary": attack}, **common))
-    std_acc = standard["robust_accuracy"][0]["accuracy"]
-    adv_acc = adversarial["robust_accuracy"][0]["accuracy"]
+    std_acc = standard.robust_accuracy[0].accuracy
+    adv_acc = adversarial.robust_accuracy[0].accuracy
     assert adv_acc >= std_acc + 0.2, (std_acc, adv_acc)
 
 
@@ -122,6 +122,6 @@ def test_batched_seeds_match_separate_runs(training):
 
 def test_batched_summary_averages_seeds_and_lists_each():
     summary, _ = _run({**_spec(), "seeds": [0, 1]})
-    per_seed = [s["clean_accuracy"]["test"] for s in summary["seeds"]]
-    assert [s["seed"] for s in summary["seeds"]] == [0, 1]
-    assert summary["clean_accuracy"]["test"] == pytest.approx(sum(per_seed) / 2)
+    per_seed = [s.clean_accuracy.test for s in summary.seeds]
+    assert [s.seed for s in summary.seeds] == [0, 1]
+    assert summary.clean_accuracy.test == pytest.approx(sum(per_seed) / 2)

@@ -60,7 +60,7 @@ def test_client_submit_wait_gives_a_dataframe_with_the_expected_metric_names(cli
     assert loss["value"].iloc[-1] < loss["value"].iloc[0]
     only = exp.metrics(names=["test/clean_accuracy"])
     assert set(only["name"]) == {"test/clean_accuracy"}
-    assert exp.summary["clean_accuracy"]["train"] > 0.9
+    assert exp.summary.clean_accuracy.train > 0.9
 
 
 def test_client_reads_matrices_correlations_plots_and_exports(client, stack, tmp_path):
@@ -216,3 +216,37 @@ def test_cli_and_client_send_the_api_token_of_a_tokens_server(tmp_path):
         assert no_token.value.status_code == 401
     finally:
         lab.close()
+
+
+def test_client_estimates_a_spec_and_a_sweep_without_submitting(client):
+    before = len(list(client.experiments()))
+    est = client.estimate("quickstart")
+    assert est["dry_run"] is True and est["queue"] == "cpu"
+    assert 0 < est["flops"] < est["limits"]["flops"] and est["dominant"]["flops"]
+    sweep = client.estimate_sweep("quickstart", {"learner.width": [4, 64]}, seeds=[0, 1])
+    assert sweep["n_members"] == 2
+    assert sweep["members"][1]["flops"] > sweep["members"][0]["flops"]
+    with pytest.raises(AdvlabError) as info:  # ResNet-18 of width 512 on the CPU queue
+        client.estimate({"data": {"kind": "image"},
+                         "learner": {"kind": "resnet18", "width": 512}})
+    assert info.value.status_code == 413 and "learner.width" in info.value.message
+    assert len(list(client.experiments())) == before
+
+
+def test_cli_shows_the_estimate_before_a_sweep_and_refuses_an_oversized_one(stack, tmp_path):
+    spec_path = tmp_path / "base.json"
+    spec_path.write_text(json.dumps(tiny_spec(name="cli estimate", epochs=4, every=2)))
+    dry = advlab(stack, "sweep", str(spec_path), "--grid", "learner.width=4,8", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "sweep estimate: 2 members" in dry.stderr and "learner.width=8" in dry.stderr
+    assert dry.stdout.strip() == ""  # no sweep id: nothing submitted
+    one = advlab(stack, "estimate", "quickstart")
+    assert one.returncode == 0 and "peak memory" in one.stderr and "compute" in one.stderr
+    axes = [f"--grid=data.{f}={','.join(map(str, range(2, 12)))}" for f in ("d", "k", "n_train",
+                                                                            "n_test")]
+    huge = advlab(stack, "sweep", str(spec_path), *axes)
+    assert huge.returncode == 2 and "max_sweep_members" in huge.stderr and "413" in huge.stderr
+    over = advlab(stack, "submit", "quickstart", "--set", 'data={"kind": "image"}',
+                  "--set", 'learner={"kind": "resnet18", "width": 512}')
+    assert over.returncode == 2 and "413" in over.stderr and "lower learner.width" in over.stderr
+    assert over.stdout.strip() == ""

@@ -38,11 +38,14 @@ def test_summary_rows_put_each_experiments_final_numbers_side_by_side(results):
     rows = {r["key"]: r["values"] for r in body["summary"]}
     for label in ("binary", "fine"):
         exp = results.client.get(f"/v1/experiments/{results.ids[label]}").json()
-        assert rows["clean_accuracy/test"][exp["id"]] == exp["summary"]["clean_accuracy"]["test"]
+        assert rows["test/clean_accuracy"][exp["id"]] == exp["summary"]["clean_accuracy"]["test"]
         pgd4 = [r for r in exp["summary"]["robust_accuracy"]
                 if r["attack"] == "pgd_l2" and r["radius"] == 4][0]["accuracy"]
-        assert rows["robust_accuracy/pgd_l2@4"][exp["id"]] == pgd4
-    assert rows["fine/clean_accuracy/test"][results.ids["binary"]] is None
+        assert rows["test/robust_accuracy/pgd_l2@4"][exp["id"]] == pgd4
+        # the minimum over all attacks at that radius, never above any attack's own number
+        own4 = [r["accuracy"] for r in exp["summary"]["robust_accuracy"] if r["radius"] == 4]
+        assert rows["test/robust_accuracy/min_l2@4"][exp["id"]] <= min(own4)
+    assert rows["fine/test/clean_accuracy"][results.ids["binary"]] is None
     assert [e["id"] for e in body["experiments"]] == [results.ids["binary"], results.ids["fine"]]
 
 
@@ -95,7 +98,9 @@ def test_compare_plot_of_robust_accuracy_has_one_line_per_experiment_and_attack(
         f"{a[:6]} width=8, labels=binary, loss=logistic · pgd_l2 (n=2)",
         f"{a[:6]} width=8, labels=binary, loss=logistic · feature_direction (n=2)",
         f"{b[:6]} width=2, labels=fine, loss=cross_entropy · pgd_l2 (n=2)",
-        f"{b[:6]} width=2, labels=fine, loss=cross_entropy · feature_direction (n=2)"}
+        f"{b[:6]} width=2, labels=fine, loss=cross_entropy · feature_direction (n=2)",
+        f"{a[:6]} width=8, labels=binary, loss=logistic · min_l2 (n=2)",  # all attacks
+        f"{b[:6]} width=2, labels=fine, loss=cross_entropy · min_l2 (n=2)"}
     only_pgd = compare_figure(results.store, [a, b], "robust_vs_radius", attack="pgd_l2")
     (line,) = [ln for ln in only_pgd.axes[0].get_lines() if ln.get_label().startswith(a[:6])]
     summary = results.store.get_experiment(a).summary["robust_accuracy"]

@@ -10,7 +10,8 @@ import logging
 
 import pytest
 
-from service.auth import FailureLimiter, generate_token, hash_token
+from service.auth import generate_token, hash_token
+from service.failure_limiter import FailureLimiter
 from lab.logging import JsonFormatter, RedactFilter
 from tests.service.api_support import spec
 
@@ -90,7 +91,7 @@ def test_x_request_id_is_echoed_when_valid_and_generated_otherwise(make_api):
     assert len(made) == 32 and len(bad) == 32 and made != bad
 
 
-def test_repeated_bad_tokens_from_one_ip_get_429_with_retry_after_even_for_a_good_token(make_api):
+def test_a_repeated_bad_token_gets_429_but_a_good_token_from_the_same_address_does_not(make_api):
     api = make_api(auth="tokens", auth_failures_per_minute=3)
     api.store.create_user("alice")
     good = generate_token()
@@ -98,8 +99,21 @@ def test_repeated_bad_tokens_from_one_ip_get_429_with_retry_after_even_for_a_goo
     bad = {"Authorization": "Bearer advlab_guess-000000000000000000000"}
     codes = [api.client.get("/v1/experiments", headers=bad).status_code for _ in range(4)]
     assert codes == [401, 401, 401, 429]
-    blocked = api.client.get("/v1/experiments", headers={"Authorization": f"Bearer {good}"})
-    assert blocked.status_code == 429 and 0 < int(blocked.headers["Retry-After"]) <= 60
+    assert 0 < int(api.client.get("/v1/experiments", headers=bad).headers["Retry-After"]) <= 60
+    other_prefix = {"Authorization": "Bearer advlab_other-000000000000000000000"}
+    assert api.client.get("/v1/experiments", headers=other_prefix).status_code == 401
+    valid = api.client.get("/v1/experiments", headers={"Authorization": f"Bearer {good}"})
+    assert valid.status_code == 200
+
+
+@pytest.mark.redis
+def test_the_redis_limiter_is_shared_by_two_api_processes(make_api, redis_url):
+    first = make_api(auth="tokens", auth_failures_per_minute=3, limiter_url=redis_url)
+    second = make_api(auth="tokens", auth_failures_per_minute=3, limiter_url=redis_url)
+    bad = {"Authorization": f"Bearer {generate_token()}"}  # a fresh prefix: a fresh Redis key
+    codes = [api.client.get("/v1/experiments", headers=bad).status_code
+             for api in (first, second, first, second)]
+    assert codes == [401, 401, 401, 429]
 
 
 def test_failure_limiter_forgets_failures_older_than_a_minute():

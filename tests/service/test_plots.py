@@ -9,6 +9,8 @@ import xml.etree.ElementTree as ET
 import pytest
 from PIL import Image
 
+from advcore.summary import RunSummary
+
 from service import plots
 from service.experiment_plots import PLOTS, figure
 from tests.service.results_support import cluster_spec, open_results, patch_spec
@@ -78,10 +80,12 @@ def test_robust_vs_radius_draws_one_line_per_attack_at_the_summary_values(result
     exp = results.store.get_experiment(results.ids["two_seeds"])
     fig = figure(results.store, exp, "robust_vs_radius")
     lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
-    assert set(lines) == {"pgd_l2", "feature_direction", "clean test"}
-    for attack in ("pgd_l2", "feature_direction"):
-        want = sorted((r["radius"], r["accuracy"]) for r in exp.summary["robust_accuracy"]
-                      if r["attack"] == attack)  # the summary's numbers are the seed means
+    assert set(lines) == {"pgd_l2", "feature_direction", "min_l2", "clean test"}
+    summary = RunSummary.from_stored(exp.summary)
+    for attack in ("pgd_l2", "feature_direction", "min_l2"):  # min_l2: against all attacks
+        want = sorted((r.radius, r.accuracy) for r in summary.robust_accuracy
+                      if r.attack == attack)  # the summary's numbers are the seed means
+        want += sorted((m.radius, m.accuracy) for m in summary.robust_min if m.threat == attack)
         assert list(lines[attack].get_xdata()) == [r for r, _ in want]
         assert list(lines[attack].get_ydata()) == pytest.approx([a for _, a in want])
 

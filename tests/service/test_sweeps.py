@@ -13,7 +13,8 @@ import statistics
 import pytest
 
 from lab.store.base import MetricPoint
-from service.sweeps import flatten_summary, grid_points, set_path, sweep_status
+from advcore.summary import RunSummary
+from service.sweeps import grid_points, set_path, sweep_status
 from tests.service.api_support import spec
 
 TASK = "advlab.run_experiment"
@@ -62,7 +63,7 @@ def seed_summary(test_acc: float, robust: float) -> dict:
 
 
 def test_grid_points_are_the_cartesian_product_first_path_slowest():
-    points = grid_points({"a.x": [1, 2], "b": ["u", "v", "w"]})
+    points = list(grid_points({"a.x": [1, 2], "b": ["u", "v", "w"]}))
     assert points[:3] == [{"a.x": 1, "b": "u"}, {"a.x": 1, "b": "v"}, {"a.x": 1, "b": "w"}]
     assert len(points) == 6 and points[-1] == {"a.x": 2, "b": "w"}
 
@@ -208,12 +209,12 @@ def test_sweep_status_is_failed_only_once_every_member_is_done():
     assert sweep_status({**counts, "canceled": 1, "succeeded": 1}) == "canceled"
 
 
-def test_flatten_summary_gives_metric_style_keys_for_patch_and_fine_summaries():
-    flat = flatten_summary({"clean_accuracy": {"train": 1.0, "test": 0.5},
+def test_summary_metrics_give_metric_style_keys_for_patch_and_fine_summaries():
+    flat = RunSummary.from_stored({"clean_accuracy": {"train": 1.0, "test": 0.5},
                             "correlations": {"robust": [0.9, 0.8], "non_robust": [0.1, 0.2]},
                             "fine": {"clean_accuracy": {"test": 0.4}},
                             "robust_accuracy": [{"attack": "pgd_l2", "radius": 0.5,
-                                                 "accuracy": 0.25}]})
+                                                 "accuracy": 0.25}]}).metrics()
     assert flat == {"train/clean_accuracy": 1.0, "test/clean_accuracy": 0.5,
                     "corr/robust/0": 0.9, "corr/robust/1": 0.8, "corr/non_robust/0": 0.1,
                     "corr/non_robust/1": 0.2, "fine/test/clean_accuracy": 0.4,

@@ -64,14 +64,16 @@ def test_every_template_is_accepted_by_the_server_within_its_limits(make_api):
 
 
 def test_quickstart_shows_feature_averaging_and_robustness_lost_near_sqrt_d_over_k():
+    from advcore.observe import CollectingObserver
     from advcore.run import run_experiment
 
     spec = parse_spec(TEMPLATES["quickstart"].spec())
+    observer = CollectingObserver()
     with one_torch_thread():
-        summary = run_experiment(spec)
+        summary = run_experiment(spec, observer).to_stored()
     assert summary["clean_accuracy"]["test"] == 1.0
     # each neuron spreads over its class's two clusters: cosines ~ 1/sqrt(2) on both
-    cos = summary["cosine_matrix"]  # (16 neurons, 4 clusters); J+ = {0, 1}
+    cos = observer.matrix("cosine/cluster")  # final (16 neurons, 4 clusters); J+ = {0, 1}
     own = [sorted(row[:2] if i < 8 else row[2:]) for i, row in enumerate(cos)]
     averaged = [pair for pair in own if pair[0] > 0.4]
     assert len(averaged) >= 12, own  # most neurons average (a few lag on one cluster)

@@ -79,18 +79,18 @@ def test_rerun_after_a_lost_attempt_replaces_the_partial_series(store, settings,
     assert 9.0 not in [p.value for p in points]
 
 
-def test_cancel_requested_while_running_ends_canceled_at_the_next_step(store, settings, make_job):
+def test_observer_reports_progress_and_flushes_each_evaluation(store, make_job):
     job = make_job()
     running = store.start_attempt(job.id, "w1")
-    observer = StoreObserver(store, job.id, running.attempts, batch=5, heartbeat_s=60.0)
+    seen = []
+    observer = StoreObserver(store, job.id, running.attempts, batch=5,
+                             progress=lambda step, total: seen.append((step, total)))
     observer.on_start(12, [0])
     observer.on_progress(1, 12)
-    assert observer.should_stop() is False
-    store.request_cancel(job.id)
     observer.on_metrics([MetricRecord("train/loss", 2, 0.5, 0)])  # an evaluation at step 2
-    observer.on_progress(2, 12)  # flushes and heartbeats: the cancel flag comes back
-    assert observer.should_stop() is True and not observer.stale
-    assert store.get_experiment(job.id).step == 2
+    observer.on_progress(2, 12)  # flushes although the batch is not full
+    assert seen == [(0, 12), (1, 12), (2, 12)] and not observer.should_stop()
+    assert [p.step for p in _points(store, job.id)] == [2]
 
 
 def test_worker_shutdown_hands_the_running_job_back_to_the_queue(store, settings, make_job):
@@ -116,33 +116,21 @@ class CountingStore(SqlStore):
         self.calls["add_metrics"] += 1
         return super().add_metrics(*args, **kwargs)
 
-    def heartbeat(self, *args, **kwargs):
-        self.calls["heartbeat"] += 1
-        return super().heartbeat(*args, **kwargs)
 
-
-def test_observer_writes_metrics_in_batches_and_heartbeats_at_most_every_period(store, make_job):
+def test_observer_writes_metrics_in_full_batches_until_an_evaluation_ends(store, make_job):
     job = make_job()
     counting = CountingStore(store)
     attempt = counting.start_attempt(job.id, "w1").attempts
-    clock = [0.0]
-    observer = StoreObserver(counting, job.id, attempt, batch=10, heartbeat_s=5.0,
-                             clock=lambda: clock[0])
+    observer = StoreObserver(counting, job.id, attempt, batch=10)
     observer.on_start(100, [0])
-    beats_at_start = counting.calls["heartbeat"]
-    for epoch in range(1, 50):  # 49 quiet epochs in 4.9 s: no evaluation, no heartbeat due
-        clock[0] += 0.1
+    for epoch in range(1, 50):  # quiet epochs: nothing to write
         observer.on_progress(epoch, 100)
-        observer.should_stop()
-    assert counting.calls["heartbeat"] == beats_at_start
+    assert counting.calls["add_metrics"] == 0
     observer.on_metrics([MetricRecord(f"m/{i}", 50, float(i), 0) for i in range(25)])
     assert counting.calls["add_metrics"] == 2  # two full batches of 10 went out at once
-    observer.on_progress(50, 100)  # evaluation epoch: flush the rest and heartbeat
-    assert counting.calls["add_metrics"] == 3 and counting.calls["heartbeat"] == beats_at_start + 1
+    observer.on_progress(50, 100)  # evaluation epoch: flush the rest
+    assert counting.calls["add_metrics"] == 3
     assert len(store.metric_names(job.id)) == 25
-    clock[0] += 5.0
-    observer.on_progress(51, 100)  # heartbeat period elapsed
-    assert counting.calls["heartbeat"] == beats_at_start + 2
 
 
 def test_observer_of_a_reaped_attempt_stops_quietly_and_writes_nothing(store, make_job):
@@ -150,7 +138,7 @@ def test_observer_of_a_reaped_attempt_stops_quietly_and_writes_nothing(store, ma
     old = store.start_attempt(job.id, "slow-worker").attempts
     store.requeue(job.id, old, max_attempts=3)
     new = store.start_attempt(job.id, "new-worker").attempts
-    observer = StoreObserver(store, job.id, old, batch=2, heartbeat_s=0.0)
+    observer = StoreObserver(store, job.id, old, batch=2)
     observer.on_metrics([MetricRecord("train/loss", 1, 1.0, 0)] * 3)  # batch full: write fails
     observer.on_matrices([MatrixRecord("cosine/cluster", 1, 0, [[1.0]])])
     observer.on_progress(1, 10)
@@ -167,23 +155,6 @@ def test_readable_error_names_type_message_and_where():
         text = readable_error(exc)
     assert text.startswith("ValueError: radius must be positive")
     assert "test_readable_error_names_type_message_and_where" in text
-
-
-def test_keepalive_heartbeats_while_one_long_step_runs(store, make_job):
-    job = make_job()
-    attempt = store.start_attempt(job.id, "w1").attempts
-    observer = StoreObserver(store, job.id, attempt, batch=10, heartbeat_s=0.05)
-    observer.on_start(10, [0])
-    first = store.get_experiment(job.id).heartbeat_at
-    observer.start_keepalive()
-    try:
-        deadline = time.monotonic() + 30
-        while store.get_experiment(job.id).heartbeat_at == first and time.monotonic() < deadline:
-            time.sleep(0.05)  # "training" inside one step: no observer call at all
-    finally:
-        observer.stop_keepalive()
-    assert store.get_experiment(job.id).heartbeat_at > first
-    assert store.stale_running(older_than_s=30) == []
 
 
 def test_repeated_shutdowns_never_exhaust_the_attempts_of_a_job(store, settings, make_job):

@@ -79,16 +79,14 @@ def page(request: Request, name: str, context: dict[str, Any], status_code: int 
 
 
 def key_results(exp: ExperimentRead) -> dict[str, Any]:
-    """Test clean accuracy and the robust accuracy at the largest radius of the first attack."""
-    summary = exp.summary or {}
-    out: dict[str, Any] = {"test": (summary.get("clean_accuracy") or {}).get("test"),
-                           "robust": None, "robust_label": ""}
-    robust = summary.get("robust_accuracy") or []
-    if robust:
-        first = robust[0]["attack"]
-        worst = max((r for r in robust if r["attack"] == first), key=lambda r: r["radius"])
-        out.update(robust=worst["accuracy"], robust_label=f"{first}@{worst['radius']:g}")
-    return out
+    """Test clean accuracy, the robust accuracy against all attacks at the largest radius of
+    the first threat (RunSummary.headline), and whether attacks disagree."""
+    summary = exp.summary
+    if summary is None:
+        return {"test": None, "robust": None, "robust_label": "", "disagree": False}
+    label, robust = summary.headline()
+    return {"test": summary.clean_accuracy.test, "robust": robust, "robust_label": label,
+            "disagree": any(d.suspicious for d in summary.disagreements)}
 
 
 def _sorted(items: list[ExperimentRead], sort: str) -> list[ExperimentRead]:

@@ -11,15 +11,20 @@ from pydantic import BaseModel
 from service import experiments as svc
 from service.api.deps import EnqueueDep, ExperimentDep, OwnedExperimentDep, SettingsDep, StoreDep
 from service.auth import UserDep
-from service.schemas import (CorrelationsRead, Error, ExperimentCreate, ExperimentPage,
-                             ExperimentRead, MatrixRead, MetricsRead, Status, Submitted)
+from service.schemas import (CorrelationsRead, Error, EstimateRead, ExperimentCreate,
+                             ExperimentPage, ExperimentRead, MatrixRead, MetricsRead, Status,
+                             Submitted)
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
 E404 = {404: {"model": Error, "description": "No experiment with that id."}}
 E409 = {409: {"model": Error, "description": "Not allowed in the experiment's current status."}}
-E413 = {413: {"model": Error, "description": "Body over max_body_bytes, or a spec over a "
-                                              "configured limit (the limit is named)."}}
+E413 = {413: {"model": Error, "description": "Body over max_body_bytes, a spec over a "
+                                              "configured size limit (the limit is named), or "
+                                              "a spec whose estimated peak memory, compute or "
+                                              "stored data exceeds its queue's limit: each item "
+                                              "names the `estimate`, the `limit`, the `queue` "
+                                              "and the `path` of the field to lower."}}
 E415 = {415: {"model": Error, "description": "The body was not sent as application/json."}}
 E422 = {422: {"model": Error, "description": "Invalid input; `loc` is the JSON path of each "
                                               "offending field, e.g. [\"body\", \"data\", \"d\"]."}}
@@ -51,12 +56,17 @@ Seed = Annotated[int | None, Query(ge=0, le=INT32_MAX,
     "", status_code=status.HTTP_202_ACCEPTED, response_model=Submitted,
     summary="Submit an experiment",
     description="The body is the experiment spec (every field has a default). It is validated, "
-                "checked against the configured size limits, stored in resolved form with its "
-                "hash and the advlab version, committed, and only then enqueued for a worker. "
+                "checked against the configured size limits, priced (advcore.cost: peak "
+                "memory, GFLOP, stored bytes) and admitted against its queue's limits (413 "
+                "naming the estimate, the limit and the field to lower), stored in resolved "
+                "form with its hash and the advlab version, committed, and only then enqueued "
+                "for a worker. `?dry_run=true` stops before storing and returns the estimate. "
                 "With an `Idempotency-Key` header a replay returns the original experiment with "
                 "200 instead of 202 and enqueues nothing; the same key with a different spec is "
                 "a 409.",
-    responses={200: {"model": Submitted, "description": "Idempotency-Key replay."},
+    responses={200: {"model": Submitted | EstimateRead,
+                     "description": "Idempotency-Key replay (Submitted), or with "
+                                    "`dry_run=true` the estimate (EstimateRead)."},
                **E409, **E413, **E415, **E422, **E429})
 def submit_experiment(
     spec: ExperimentCreate, store: StoreDep, settings: SettingsDep, enqueue: EnqueueDep,
@@ -65,7 +75,13 @@ def submit_experiment(
         alias="Idempotency-Key", min_length=1, max_length=200,
         description="Client-chosen key that makes retrying this request safe.")] = None,
     priority: Priority = 0,
-) -> Submitted:
+    dry_run: Annotated[bool, Query(description=(
+        "Validate, estimate and admit the spec, store nothing: 200 with the estimate (FLOPs, "
+        "peak memory, stored bytes, the field driving each) and the queue's limits, or the "
+        "same 413/422 a real submit would get."))] = False,
+) -> Submitted | Response:
+    if dry_run:
+        return _json(svc.estimate(settings, spec))
     exp, created = svc.submit(store, settings, enqueue, spec, idempotency_key, user=user,
                               priority=priority)
     if not created:

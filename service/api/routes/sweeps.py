@@ -30,14 +30,22 @@ E404 = {404: {"model": Error, "description": "No sweep with that id."}}
                 "default) each grid point is ONE experiment training all seeds as a batched "
                 "computation (`seeds: [...]`); with `separate`, one experiment per (point, "
                 "seed). Every member is validated as a full spec (422 naming the grid path or "
-                "base field at fault) and checked against the limits (413; "
-                "`max_sweep_members` caps the number of members); the sweep and all members "
-                "are committed in one transaction, then enqueued. `Idempotency-Key` makes "
-                "retries safe (replay: 200, nothing enqueued).",
-    responses={200: {"model": views.SweepCreated, "description": "Idempotency-Key replay."},
+                "base field at fault) and checked against the limits (413). The member count "
+                "comes from the grid's shape before anything is expanded (`max_sweep_members`); "
+                "each member is priced (advcore.cost) and admitted against its queue's limits, "
+                "and the members' summed compute and stored bytes against the sweep limits "
+                "(413 items name the estimate, the limit and the grid or base field to lower). "
+                "The sweep and all members are committed in one transaction, then enqueued. "
+                "`?dry_run=true` stops before storing and returns the estimate. "
+                "`Idempotency-Key` makes retries safe (replay: 200, nothing enqueued).",
+    responses={200: {"model": views.SweepCreated | views.SweepEstimateRead,
+                     "description": "Idempotency-Key replay (SweepCreated), or with "
+                                    "`dry_run=true` the estimate (SweepEstimateRead)."},
                409: {"model": Error, "description": "Idempotency-Key reused for another "
                                                     "sweep request."},
-               413: {"model": Error, "description": "A configured limit exceeded."},
+               413: {"model": Error, "description": "A configured limit exceeded: the member "
+                                                    "count, a member's size or estimate, or the "
+                                                    "sweep's total estimate."},
                429: {"model": Error, "description": "Over the user's quota of queued + "
                                                     "running jobs; see Retry-After."},
                422: {"model": Error, "description": "Invalid request or member spec."}})
@@ -48,7 +56,13 @@ def create_sweep(
                                                   max_length=200)] = None,
     priority: Annotated[int, Query(ge=-1000, le=1000, description=(
         "Priority of every member among this user's jobs (see POST /v1/experiments)."))] = 0,
-) -> views.SweepCreated:
+    dry_run: Annotated[bool, Query(description=(
+        "Expand, price and admit the sweep, store nothing: 200 with the total and per-member "
+        "estimate, or the same 413/422 a real submit would get."))] = False,
+) -> views.SweepCreated | Response:
+    if dry_run:
+        estimate = views.SweepEstimateRead.model_validate(svc.estimate_sweep(body, settings))
+        return Response(estimate.model_dump_json(), media_type="application/json")
     sweep, created = svc.create(store, settings, enqueue, body, idempotency_key, user=user,
                                 priority=priority)
     if not created:
