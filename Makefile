@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/load_bench.py --quick --json benchmarks/results/load.json
 	$(BIN)/python benchmarks/cost_bench.py --json benchmarks/results/cost.json
 	$(BIN)/python benchmarks/admission_bench.py --json benchmarks/results/admission.json
+	$(BIN)/python benchmarks/queue_bench.py --rounds 1 --epochs 20 --json benchmarks/results/queue.json
 
 clean:
 	rm -rf $(VENV)

@@ -173,3 +173,26 @@ def launch_stack(root: Path, env_overrides: dict[str, str], *, workers: int) -> 
 
 def series_by_key(metrics: dict) -> dict[tuple[str, int], list[tuple[int, float]]]:
     return {(s["name"], s["seed"]): [tuple(p) for p in s["points"]] for s in metrics["series"]}
+
+
+def database_url(stack: Stack) -> str:
+    return stack.env.get("ADVLAB_DATABASE_URL") or \
+        f"sqlite:///{Path(stack.env['ADVLAB_HOME']) / 'advlab.db'}"
+
+
+def add_users(stack: Stack, names: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Users with one token each (ADVLAB_AUTH=tokens) → their Authorization headers."""
+    from lab.store import open_store
+    from service.auth import generate_token, hash_token
+
+    store = open_store(database_url(stack))
+    headers = {}
+    try:
+        for name in names:
+            store.create_user(name)
+            token = generate_token()
+            store.create_token(name, hash_token(token))
+            headers[name] = {"Authorization": f"Bearer {token}"}
+    finally:
+        store.close()
+    return headers

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = 20  # bad tokens per (client, token prefix) a minute; then 429
     limiter_url: str | None = None  # redis://... shares the bad-token limiter between API processes
     trusted_proxies: str = ""  # proxy addresses whose X-Forwarded-For is believed; "": none
+    session_max_age_s: int = 12 * 3600  # lifetime of the dashboard's login cookie
+    metrics_token: str | None = None  # with tokens on, /metrics needs `Bearer <this>` ...
+    metrics_allow_ips: str = ""  # ... or a client address in this comma-separated list
     log_format: Literal["json", "text"] = "json"  # advlab.* loggers (request and job logs)
 
     @property
@@ -105,6 +108,10 @@ class Settings(BaseSettings):
     @property
     def resolved_cpu_queue(self) -> str:
         return self.cpu_queue or self.queue
+
+    @property
+    def metrics_allow_list(self) -> list[str]:
+        return [a.strip() for a in self.metrics_allow_ips.split(",") if a.strip()]
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -31,7 +31,7 @@ from service.spec_paths import spec_path_exists
 from lab.clock import utcnow
 from lab.status import TERMINAL
 from lab.store.base import (Experiment, ExperimentFilter, IllegalTransition,
-                                MetricPoint, NotFound, QuotaExceeded, Store)
+                            MetricPoint, NotFound, QuotaExceeded, Store)
 
 log = logging.getLogger("advlab.api")
 
@@ -163,15 +163,15 @@ def retry(store: Store, enqueue: Enqueue, old: Experiment, *, user: Principal = 
 
 
 def cancel(store: Store, experiment_id: str) -> Experiment:
-    """queued → canceled at once; running → cancel requested (the worker stops at its next
-    step); a terminal job raises IllegalTransition (409)."""
+    """queued → canceled at once; running → cancel requested (the worker kills the job's
+    process within about a second); a terminal job raises IllegalTransition (409)."""
     return store.request_cancel(experiment_id)
 
 
 def delete(store: Store, exp: Experiment) -> None:
     """Delete a job with all its points and matrices. A queued or running job is canceled first,
-    so a worker that already holds it stops at its next step instead of running on for nothing
-    (its later writes find no current attempt and it stops quietly)."""
+    so a worker that already holds it kills the job's process within about a second instead of
+    running on for nothing (its heartbeat finds no current attempt)."""
     experiment_id = exp.id
     if exp.status not in TERMINAL:
         try:

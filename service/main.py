@@ -9,18 +9,21 @@ API sends jobs without importing the workers.
 
 from __future__ import annotations
 
+import threading
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 from fastapi import FastAPI
 
 from advcore import __version__
-from service.api.routes import api_router, root_router
+from service import admission
+from service.api.routes import api_router, docs_router, root_router
 from lab.config import Settings, get_settings
 from lab.queue import CeleryQueue, JobQueue
 from service.errors import BodyLimitMiddleware, install_error_handlers
 from fastapi.middleware.cors import CORSMiddleware
 from service.auth import install_auth
+from service.web_session import install_sessions
 from service.hardening import RequestContextMiddleware, StrictJsonMiddleware
 from lab.logging import configure_logging
 from service.schemas import Error
@@ -51,6 +54,9 @@ def _api_responses(settings: Settings) -> dict:
     if settings.auth == "tokens":
         responses[401] = {"model": Error, "description": "Missing or invalid bearer token.",
                           "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}}
+        responses[403] = {"model": Error, "description": "Another user's resource, or a write "
+                                                         "authenticated by the session cookie "
+                                                         "without its X-CSRF-Token."}
         responses[429] = {"model": Error, "description": "Too many failed tokens from this "
                                                          "client (or a quota): retry later.",
                           "headers": {"Retry-After": {"schema": {"type": "integer"}}}}
@@ -70,13 +76,19 @@ def create_app(settings: Settings | None = None, jobs: JobQueue | None = None) -
                            settings=settings)
         app.state.store = store
         app.state.telemetry = Telemetry(store, jobs)
+        # the cost functions live next to torch code: load them now, off the request path
+        threading.Thread(target=admission.warm_up, name="advlab-cost-warm-up",
+                         daemon=True).start()
         try:
             yield
         finally:
             store.close()
 
+    tokens = settings.auth == "tokens"  # then the docs and the schema are behind the login
     app = FastAPI(title="advlab", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None if tokens else "/docs",
+                  redoc_url=None if tokens else "/redoc",
+                  openapi_url=None if tokens else "/openapi.json")
     app.state.settings = settings
     app.state.jobs = jobs
     app.state.enqueue = jobs.send  # (experiment id, its row's queue): service.experiments.Enqueue
@@ -84,6 +96,9 @@ def create_app(settings: Settings | None = None, jobs: JobQueue | None = None) -
     install_auth(app)  # 401/403/429 and the token-failure limiter
     app.include_router(api_router, responses=_api_responses(settings))
     app.include_router(root_router)
+    if tokens:
+        app.include_router(docs_router)
+    install_sessions(app)
     # the last added is outermost: the timer sees every request, 413s included; the size limit
     # refuses before anything reads the body
     app.add_middleware(StrictJsonMiddleware)  # duplicate keys, NaN → 422

@@ -39,11 +39,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from advcore import __version__ as ADVCORE_VERSION
 from advcore.cost import Cost, estimate
 from advcore.spec import ExperimentSpec
+from advcore.stats import mean, sample_std
+from advcore.summary import RunSummary
+from lab.config import Settings
 from service.admission import (SWEEP_QUANTITIES, dominant_field, fmt, limits_for, queue_kind,
                                refusals)
-from advcore.summary import RunSummary
-from advcore.stats import mean, sample_std
-from lab.config import Settings
 from service.errors import Conflict, FieldError, LimitExceeded, OverEstimate, Refusal
 from service.experiments import LOCAL, Enqueue, enqueue_after_commit
 from service.limits import check_limits

@@ -32,7 +32,14 @@ def build_learner(spec, in_shape: tuple[int, ...], n_outputs: int, seeds: list[i
     kind = spec.learner.kind
     if kind not in LEARNERS:
         raise NotImplementedError(f"no learner for kind {kind!r}")
-    return LEARNERS[kind](spec.learner, tuple(in_shape), n_outputs, list(seeds)).to(device)
+    model = LEARNERS[kind](spec.learner, tuple(in_shape), n_outputs, list(seeds)).to(device)
+    from advcore.device import compile_requested
+
+    if compile_requested():  # opt-in: advcore.compiled says where it pays
+        from advcore.compiled import compile_forward
+
+        compile_forward(model)
+    return model
 
 
 __all__ = ["BatchedModel", "LEARNERS", "build_learner"]

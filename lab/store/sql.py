@@ -30,9 +30,9 @@ from lab.store.base import (
 from lab.store.downsample import read_series
 from lab.store.series import BLK, write_points
 from lab.clock import utcnow
-from lab.status import STATUSES
 from lab.store.public_error import public_error
 from lab.store.quota_lock import admit, lock_owner
+from lab.status import STATUSES
 from lab.store.orm import ExperimentRow, MatrixRow, MetricPointRow, MetricSeriesRow, UtcDateTime
 from lab.store.orm import finite_json as _finite, to_experiment as _to_experiment
 from lab.store.session import Sessions, WalCheckpointer, sqlite_file
@@ -79,7 +79,7 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # mixins: users.py, swe
                              if database and checkpoint_every_s else None)
 
     def close(self) -> None:
-        """Release the connection pool."""
+        """Release the connection pool (and stop the WAL checkpointer)."""
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.engine.dispose()

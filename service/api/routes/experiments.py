@@ -127,8 +127,9 @@ def read_experiment(experiment: ExperimentDep) -> ExperimentRead:
 @router.post(
     "/{experiment_id}/cancel", response_model=ExperimentRead, summary="Cancel an experiment",
     description="A queued job is canceled at once; a running job gets `cancel_requested` and "
-                "its worker stops at the next step (status then becomes `canceled`). Canceling "
-                "a finished (succeeded, failed or canceled) job is a 409.",
+                "its worker stops it within about a second, even inside a long evaluation "
+                "(status then becomes `canceled`). Canceling a finished (succeeded, failed or "
+                "canceled) job is a 409.",
     responses={**E403, **E404, **E409})
 def cancel_experiment(experiment: OwnedExperimentDep, store: StoreDep) -> ExperimentRead:
     return svc.to_read(svc.cancel(store, experiment.id))
@@ -151,7 +152,7 @@ def retry_experiment(experiment: OwnedExperimentDep, store: StoreDep, enqueue: E
     "/{experiment_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
     summary="Delete an experiment with its data",
     description="Deletes the experiment, its metric points and matrices. A queued or running "
-                "experiment is canceled first (so its worker stops at the next step), then "
+                "experiment is canceled first (so its worker stops it within about a second), then "
                 "deleted in the same request.",
     responses={**E403, **E404})
 def delete_experiment(experiment: OwnedExperimentDep, store: StoreDep) -> Response:
