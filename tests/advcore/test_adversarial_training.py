@@ -72,7 +72,7 @@ def _training_flops(spec) -> float:
     from advcore.learners import build_learner
     from advcore.observe import NullObserver
     from advcore.train import make_task, train
-    from tests.advcore.measured import CUSTOM_FLOPS, GlobalFlopCounter
+    from devtools.measured import CUSTOM_FLOPS, GlobalFlopCounter
 
     spec = spec.resolve()
     data = stack_seeds([build_data(spec.data, s, torch.device("cpu")) for s in spec.seed_list])
