@@ -11,8 +11,8 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import throwaway_pg_database
-from tests.e2e.stack import launch_stack, tiny_spec
+from devtools.services import throwaway_pg_database
+from devtools.stack import launch_stack, tiny_spec
 from worker.placement import host_cores
 
 WORKERS_PER_HOST = 2  # as `advlab serve --workers 2` tells its workers

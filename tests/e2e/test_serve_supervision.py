@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.stack import REPO, free_port
+from devtools.stack import REPO, free_port
 
 
 def _children(pid: int) -> dict[int, str]:
