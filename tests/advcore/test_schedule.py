@@ -63,6 +63,7 @@ def test_a_period_attacks_at_its_multiples_and_the_last_epoch():
 def test_the_final_report_does_not_depend_on_the_attack_schedule(listed):
     _, _, sparse = listed
     dense = run_experiment(spec_with(matrix_every=4), CollectingObserver(), device="cpu")
+    sparse, dense = sparse.to_stored(), dense.to_stored()
     assert sparse["robust_accuracy"] == dense["robust_accuracy"]
     assert sparse["clean_accuracy"] == dense["clean_accuracy"]
     assert 0 < dense["robust_accuracy"][0]["accuracy"] < 1  # a radius that splits the points
