@@ -402,6 +402,18 @@ def robust_metric(split: str, label: str, radius: float) -> str:
     return f"{split}/robust_accuracy/{label}@{format_radius(radius)}"
 
 
+def metric_order(name: str) -> tuple[str, float, str]:
+    """Sort key for metric names: a name's `@radius` compares as a number (`pgd_l2@2` before
+    `pgd_l2@10`), everything else as text."""
+    head, at, radius = name.rpartition("@")
+    if at:
+        try:
+            return head, float(radius), ""
+        except ValueError:
+            pass
+    return name, float("-inf"), ""
+
+
 # ----------------------------------------------------------------------------- training
 
 
