@@ -118,3 +118,9 @@ def estimate_read(cost: Cost, limits: Limits) -> dict[str, Any]:
     body["queue"] = limits.queue
     body["limits"] = limits.as_dict()
     return body
+
+
+def warm_up() -> None:
+    """Price a default spec once: imports the cost functions (and torch, next to which they
+    live), seconds on a busy machine, so the first submit does not pay for it."""
+    estimate(ExperimentSpec())
