@@ -140,6 +140,7 @@ def main() -> None:
     p.add_argument("--no-torchattacks", action="store_true")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
+    torch.set_num_threads(1)  # a shared machine: one core per search
     overrides = [(k, json.loads(v)) for k, v in (item.split("=", 1) for item in args.set)]
     started = time.perf_counter()
     adv = load_spec("patch_adversarial.json", args.seeds, overrides)

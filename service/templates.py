@@ -90,7 +90,10 @@ TEMPLATES: dict[str, Template] = {t.name: t for t in [
         "patch_adversarial", "patch_adversarial.json", ROBUST_FEATURES,
         "Patch data, adversarial training (PGD, l∞)",
         "Adversarial training stalls non-robust feature learning and grows the robust "
-        "features u, with robust accuracy rising; watch the correlation trajectories.",
+        "features u; watch the correlation trajectories. Read robust accuracy from "
+        "autoattack (added to every adversarial run), not from the PGD the model was trained "
+        "against: a filter c*u_j lets l∞ attacks spread c*ε over all P patches, and past "
+        "c*ε ≈ ρ that beats the single robust patch.",
         compare_with=["patch_standard"]),
     Template(
         "separated_width_16", "separated_width_16.json", EXPRESSIVE_POWER,
