@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test bench clean
+.PHONY: install serve test test-all bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,8 +20,14 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/advlab serve
 
+# pytest-xdist, one worker per core; loadscope keeps a module's tests (and its module-scoped
+# fixtures) on one worker. `make test` leaves the `slow` tests out; `make test-all` (and CI=true)
+# runs everything.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n auto --dist loadscope tests
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -n auto --dist loadscope --slow tests
 
 # Quick versions of every benchmark (tables on stdout, JSON under benchmarks/results/);
 # run a script without its quick flag for the full sizes reported in the issues.
@@ -37,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/load_bench.py --quick --json benchmarks/results/load.json
 	$(BIN)/python benchmarks/cost_bench.py --json benchmarks/results/cost.json
 	$(BIN)/python benchmarks/admission_bench.py --json benchmarks/results/admission.json
+	$(BIN)/python benchmarks/queue_bench.py --rounds 1 --epochs 20 --json benchmarks/results/queue.json
 
 clean:
 	rm -rf $(VENV)

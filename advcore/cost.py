@@ -236,6 +236,7 @@ class AttackContext:
     data: DataCost
     loc: Loc  # the attack spec's JSON path ("evaluation", "attacks", 2)
     directions: int | None = None  # a subspace passed as a basis tensor: its size
+    readout: str | None = None  # the binary read-out attacked (sum / argmax); None: none
 
     @property
     def in_elements(self) -> int:

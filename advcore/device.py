@@ -1,4 +1,4 @@
-"""Device choice in one place: the only reader of ADVLAB_DEVICE inside advcore."""
+"""Device choice in one place: the only reader of ADVLAB_DEVICE and ADVLAB_COMPILE inside advcore."""
 
 from __future__ import annotations
 
@@ -37,3 +37,8 @@ def derive_seed(seed: int, purpose: str) -> int:
 def generator(seed: int, purpose: str) -> torch.Generator:
     """A CPU generator (CPU streams are identical on every machine; tensors move afterwards)."""
     return torch.Generator(device="cpu").manual_seed(derive_seed(seed, purpose))
+
+
+def compile_requested() -> bool:
+    """ADVLAB_COMPILE=1 (or true/yes) opts in to torch.compile of the learners (advcore.compiled)."""
+    return os.environ.get("ADVLAB_COMPILE", "").strip().lower() in ("1", "true", "yes")

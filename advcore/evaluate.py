@@ -18,9 +18,10 @@ from advcore.cost import (FLOAT, LONG, AttackContext, Factor, Ledger, Term, matr
 from advcore.data import Dataset
 from advcore.measure import correlation_records, weight_norm_records
 from advcore.observe import MetricRecord, Observer
+from advcore.schedule import evaluation_plan
 from advcore.spec import robust_metric
 from advcore.train import (Task, attack_generator, attack_kwargs, attacked_view, binary_readout,
-                           eval_epochs, fine_view, margins, per_seed_loss, targets)
+                           fine_view, margins, per_seed_loss, targets)
 
 
 class Evaluator:
@@ -28,6 +29,7 @@ class Evaluator:
         self.spec, self.model, self.data, self.task, self.observer = spec, model, data, task, observer
         self.seeds = list(spec.seed_list)
         self.record = set(spec.evaluation.record)
+        self.plan = evaluation_plan(spec.evaluation, spec.training.epochs)
         self.final: dict = {}
         self.robust_accuracy = None
         if spec.evaluation.attacks:  # lazily: runs without attacks never load them
@@ -46,7 +48,8 @@ class Evaluator:
             logits = self.model(x)
             loss = per_seed_loss(logits, targets(self.data, self.task, split))
             y = getattr(self.data, f"y_{split}")
-            main_logits = binary_readout(logits, self.task.positive_classes) if self.task.has_readout else logits
+            main_logits = binary_readout(logits, self.task.positive_classes, self.task.readout) \
+                if self.task.has_readout else logits
             margin = margins(main_logits, y)  # (S, N)
             acc = (margin > 0).float().mean(1)
             out += self._records(f"{split}/loss", loss, step) + self._records(f"{split}/clean_accuracy", acc, step)
@@ -76,7 +79,7 @@ class Evaluator:
                 fn, y = attacked_view(self.model, self.task, attack, y_main, y_fine)
                 gen = attack_generator(self.seeds, f"eval/{split}/{i}/{step}", x.device)
                 res = self.robust_accuracy(fn, x, y, attack, generator=gen,
-                                           **attack_kwargs(attack, self.data))
+                                           **attack_kwargs(attack, self.data, self.task))
                 acc = res.accuracy.reshape(len(res.radii), -1)  # (radii, S)
                 for radius, per_seed in zip(res.radii, acc):
                     out += self._records(robust_metric(split, attack.label, radius), per_seed, step)
@@ -95,33 +98,36 @@ class Evaluator:
         return out
 
     def __call__(self, step: int) -> None:
-        """Evaluate at `step` (epoch); step 0 records the initial state without attacks."""
+        """Evaluate at `step` (epoch): cheap records always, attacks and stored matrices when
+        the plan (advcore.schedule) has them at this step; step 0 is never attacked."""
         self.model.eval()
         records = self._clean(step)
-        if step > 0 and self.robust_accuracy is not None:
+        if step in self.plan.attacks and self.robust_accuracy is not None:
             records += self._robust(step)
         if "weight_norms" in self.record:
             records += weight_norm_records(self.model, step, self.seeds)
         last = step == self.spec.training.epochs
+        store = step in self.plan.matrices or last
         if "correlations" in self.record or last:
             metrics, matrices, raw = correlation_records(self.model, self.data.features, step, self.seeds)
             self.final["raw"] = raw
             if "correlations" in self.record:
                 records += metrics
-            if matrices:  # the final matrices always: the summary holds scalars only
+            if matrices and store:  # the final matrices always: the summary holds scalars only
                 self.observer.on_matrices(matrices)
         if "decoupling" in self.record and self.data.y_test_fine is not None:
-            records += self._decoupling(step)
+            records += self._decoupling(step, store)
         self.observer.on_metrics(records)
         self.model.train()
 
-    def _decoupling(self, step: int) -> list[MetricRecord]:
+    def _decoupling(self, step: int, store: bool) -> list[MetricRecord]:
         """Class-cosine matrices of advcore.decoupling on the test set (2- vs 10-class study)."""
         from advcore.decoupling import decoupling_records
 
         metrics, matrices, views = decoupling_records(
             self.model, self.data.x_test, self.data.y_test_fine, self.data.n_classes, step, self.seeds)
-        self.observer.on_matrices(matrices)
+        if store:
+            self.observer.on_matrices(matrices)
         self.final["decoupling"] = {k: v for k, v in views.items() if k.endswith("mean_max_cosine")}
         return metrics
 
@@ -178,15 +184,23 @@ class Schedule:
 
 
 def schedule(spec) -> Schedule:
-    """Evaluations at step 0 (clean only) and at every scheduled epoch (with the attacks)."""
-    attacked = len(eval_epochs(spec.training.epochs, spec.evaluation.every))
-    return Schedule(evaluations=1 + attacked, attacked=attacked, matrices=1 + attacked)
+    """Counts of advcore.schedule's plan: every evaluation (step 0 included), those with the
+    attacks, and those that store matrices."""
+    plan = evaluation_plan(spec.evaluation, spec.training.epochs)
+    return Schedule(evaluations=len(plan.evaluated), attacked=len(plan.attacks),
+                    matrices=len(plan.matrices))
+
+
+def _field(evaluation, name: str) -> str:
+    """The schedule field that sets a count: `name` when given, else the shared `every`."""
+    return name if getattr(evaluation, name) is not None else "every"
 
 
 def evaluation_cost(spec, data, model, base: list[Term], *, prefix: str = "") -> Ledger:
     """advcore.cost.Ledger of every `Evaluator` call of a run: clean passes over both splits,
     each attack on each attacked split, correlations, decoupling, and the stored records."""
     from advcore.attacks import robust_accuracy_cost
+    from advcore.train import attacked_readout_of
     from advcore.cost import n_outputs as outputs
     from advcore.measure import CORRELATION_SETS
 
@@ -196,7 +210,7 @@ def evaluation_cost(spec, data, model, base: list[Term], *, prefix: str = "") ->
     C = outputs(spec, data)
     has_readout = C > 1 and data.has_readout
     record = set(ev.record)
-    evals = Factor(("evaluation", "every"), n_evals, 50)
+    evals = Factor(("evaluation", _field(ev, "record_every")), n_evals, 50)
     seeds = seeds_factor(spec)
     ledger = Ledger(n_evaluations=n_evals)
     n_all = data.n_train + data.n_test
@@ -246,7 +260,8 @@ def evaluation_cost(spec, data, model, base: list[Term], *, prefix: str = "") ->
     splits = ["test", "train"] if ev.attack_train else ["test"]
     robust_points = 0
     for i, attack in enumerate(ev.attacks):
-        ctx = AttackContext(model, data, ("evaluation", "attacks", i))
+        ctx = AttackContext(model, data, ("evaluation", "attacks", i),
+                            readout=attacked_readout_of(spec, data, attack))
         for split in splits:
             n_split = data.n_test if split == "test" else data.n_train
             n = min(ev.n_attack or n_split, n_split)
@@ -254,7 +269,7 @@ def evaluation_cost(spec, data, model, base: list[Term], *, prefix: str = "") ->
             n_factor = Factor(("evaluation", "n_attack"), n, 1000)
             flops, peak = robust_accuracy_cost(attack, ctx, S, n, name, (n_factor, seeds))
             ledger.flops.append(Term(name, flops.value * attacked, (*flops.factors, Factor(
-                ("evaluation", "every"), attacked, 50))))
+                ("evaluation", _field(ev, "attack_every")), attacked, 50))))
             ledger.phase(f"{prefix}evaluation.attacks[{i}] ({split})", base, peak)
             robust_points += len(attack.radii)
     # the minimum over attacks: one series per threat and radius (advcore.summary)
@@ -266,6 +281,8 @@ def evaluation_cost(spec, data, model, base: list[Term], *, prefix: str = "") ->
         evals, seeds, *(Factor(("evaluation", "attacks", i, "radii"), len(a.radii), 10)
                         for i, a in enumerate(ev.attacks))))
     if matrices:
-        ledger.stored.append(term(f"{prefix}matrices", plan.matrices * S * matrices, evals,
+        ledger.stored.append(term(f"{prefix}matrices", plan.matrices * S * matrices,
+                                  Factor(("evaluation", _field(ev, "matrix_every")),
+                                         plan.matrices, 50),
                                   seeds, *model.factors, *data.size))
     return ledger

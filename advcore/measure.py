@@ -4,7 +4,8 @@
 - `corr/cluster/j` = max_r cos(w_r, mu_j) (multi_cluster, images: centred class means);
 - `corr/robust/i`, `corr/non_robust/i` = max over class i's neurons of <w_{i,r}, f_i>/||f_i||
   (the normalised correlation of science.md §B: a projection, not a cosine);
-- `weights/norm_mean`, `weights/norm_max` over first-layer rows.
+- `weights/norm_mean`, `weights/norm_max` over first-layer rows;
+- `cliff_radius`: where a robust-accuracy curve falls to 10%.
 All functions take batched tensors with a leading seed dim S.
 """
 
@@ -77,3 +78,19 @@ def weight_norm_records(model, step: int, seeds: list[int]) -> list[MetricRecord
     return [r for s, seed in enumerate(seeds) for r in (
         MetricRecord("weights/norm_mean", step, mean[s], seed),
         MetricRecord("weights/norm_max", step, top[s], seed))]
+
+
+def cliff_radius(radii: list[float], accuracy: list[float], level: float = 0.1) -> float | None:
+    """The radius where a robust-accuracy curve first falls to `level` (linear interpolation
+    between the grid's radii, taken in increasing order): the "10% cliff" of the
+    feature-averaging figures. None if it never falls that low; the smallest radius if it
+    starts there."""
+    points = sorted(zip(radii, accuracy))
+    prev_r, prev_a = points[0]
+    if prev_a <= level + 1e-6:  # accuracies are float32 fractions (3/30 > 0.1)
+        return float(prev_r)
+    for r, a in points[1:]:
+        if a <= level + 1e-6:
+            return float(prev_r + (prev_a - level) / (prev_a - a) * (r - prev_r))
+        prev_r, prev_a = r, a
+    return None

@@ -46,7 +46,8 @@ MAX_ATTACKS = 32  # attacks per evaluation
 MAX_ATTACK_PASSES = 2**20  # per attacked point: sum over attacks of (steps + 1) x restarts x radii
 MAX_EPOCHS = 1_000_000
 MAX_OPTIMIZER_STEPS = 10_000_000  # epochs x batches per epoch (CIFAR-10, 200 epochs: 78200)
-MAX_EVALUATIONS = 100_000  # epochs / every
+MAX_EVALUATIONS = 100_000  # epochs / every (and / record_every, / attack_every)
+MAX_ATTACK_EPOCHS = 10_000  # listed epochs of evaluation.attack_every
 MAX_DIRECTIONS = 4096  # subspace directions, reconstruction basis size
 MAX_PER_CLASS = 10_000  # reconstructed images per class (CIFAR-10 has 5000)
 MAX_PAIRS = 90  # (source, target) class pairs of 10 classes
@@ -196,7 +197,11 @@ class TwoLayerReLU(_Model):
 
     kind: Literal["two_layer_relu"] = "two_layer_relu"
     width: Bounded(MAX_WIDTH) = 64  # m, total neurons (fine labels: per output, see advcore.learners)
-    init_scale: NonNegFloat = 1.0  # w ~ N(0, I/d) * init_scale
+    # w ~ N(0, I/d) * init_scale. 0.1 is the small-initialisation regime the feature-averaging
+    # theory assumes: the learned directions then dominate the random init, so the neurons
+    # average (binary labels) or decouple (fine labels). At 1.0 a fine-label net (d=600, k=12)
+    # stays near its random init (cosines 0.35-0.5) and looks non-robust for the wrong reason.
+    init_scale: NonNegFloat = 0.1
     bias: bool = True  # b ~ N(0, 1/d^2)
     train_second_layer: bool = False
 
@@ -283,8 +288,20 @@ class AttackSpec(_Model):
         Field(max_length=MAX_DIRECTIONS)] | None = None
     budget: Literal["global", "per_patch"] = "global"  # patch inputs only
     box: Annotated[list[float], Field(min_length=2, max_length=2)] | None = None  # None: unbounded
-    readout: Literal["binary", "fine"] = "binary"  # fine-label models: which loss is attacked
+    # fine-label models: which reading is attacked. binary: the evaluation's binary read-out
+    # (evaluation.readout); sum / argmax: that binary read-out (advcore.train.binary_readout);
+    # fine: the k-class task. A model with a binary head has one reading: binary, sum and
+    # argmax all attack it.
+    readout: Literal["binary", "sum", "argmax", "fine"] = "binary"
+    # feature_direction only. feature: the data model's one attack direction, reported as is;
+    # data: per example the worst of every fixed direction the data model exposes (feature
+    # direction, class-mean difference, opposite clusters, and each cluster pair u_t - u_own of
+    # an opposite cluster t: the weakest direction of the argmax read-out), scaled to the radius
+    directions: Literal["feature", "data"] = "feature"
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,40}$")  # metric label
+    # set by resolve(), never needed in a request: why the attack is in the resolved spec
+    # ("reliable_default": autoattack at the training radius, added after adversarial training)
+    added: Literal["reliable_default"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -324,6 +341,8 @@ class AttackSpec(_Model):
                                                         and self.target is None)
         if not self.data_starts and self.kind not in ("apgd", "autoattack"):
             raise ValueError("data_starts applies to apgd and autoattack only")
+        if self.directions != "feature" and self.kind != "feature_direction":
+            raise ValueError("directions applies to the feature_direction attack only")
         if self.n_target_classes != 9 and not targets_classes:
             raise ValueError("n_target_classes applies to autoattack and targeted apgd without "
                              "a `target` only")
@@ -342,8 +361,10 @@ class AttackSpec(_Model):
         """Metric label, e.g. `pgd_l2`, `pgd_linf_non_robust`, `feature_direction`."""
         if self.name:
             return self.name
+        readout = f"_{self.readout}" if self.readout != "binary" else ""
         if self.kind == "feature_direction":
-            return "feature_direction"
+            return ("data_directions" if self.directions == "data" else "feature_direction") \
+                + readout
         label = f"{self.kind}_{self.norm}"
         if self.kind == "apgd":
             label = f"apgdt_{self.norm}" if self.targeted and self.target is None \
@@ -354,20 +375,19 @@ class AttackSpec(_Model):
             label += "_subspace"
         if self.targeted and self.target is not None:
             label += f"_to{self.target}"
-        if self.readout == "fine":
-            label += "_fine"
-        return label
+        return label + readout
 
     @property
     def threat_label(self) -> str:
         """Label of the robust accuracy against every attack of the same threat (norm, budget,
-        read-out): `min_l2`, `min_linf_per_patch`, `min_l2_fine`. A box only narrows the ball
-        (images: resolve() boxes every attack), so boxed and unboxed attacks share it."""
+        read-out): `min_l2`, `min_linf_per_patch`, `min_l2_fine`, `min_l2_argmax`. A box only
+        narrows the ball (images: resolve() boxes every attack), so boxed and unboxed attacks
+        share it; attacks of different read-outs never do."""
         label = f"min_{self.norm}"
         if self.budget == "per_patch":
             label += "_per_patch"
-        if self.readout == "fine":
-            label += "_fine"
+        if self.readout != "binary":
+            label += f"_{self.readout}"
         return label
 
 
@@ -393,6 +413,8 @@ class OptimizerSpec(_Model):
 
 
 class TrainingSpec(_Model):
+    # fine_labels: deprecated spelling of labels "fine" (resolve() rewrites it and says so in
+    # the resolved spec's `warnings`)
     mode: Literal["standard", "adversarial", "fine_labels"] = "standard"
     labels: Literal["binary", "fine"] = "binary"  # fine: one output per cluster/class
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
@@ -413,12 +435,34 @@ class TrainingSpec(_Model):
         return self
 
 
+FINE_LABELS_DEPRECATED = ("training.mode 'fine_labels' is deprecated: it was read as mode "
+                          "'standard' with labels 'fine'; write training.labels 'fine'")
+
 # decoupling: class-cosine matrix of the penultimate layer vs class means (advcore.decoupling)
 Record = Literal["correlations", "weight_norms", "margins", "decoupling"]
 
 
 class EvaluationSpec(_Model):
+    """What each evaluation measures and when (advcore.schedule): `every` is the period of the
+    cheap records, the attacks and the stored matrices unless one of the *_every says otherwise;
+    the last epoch always has all three."""
+
     every: PositiveInt = 10  # evaluate every `every` epochs (and at the first and last)
+    record_every: PositiveInt | None = None  # losses, accuracies, correlations (None: every)
+    # robust accuracies every this many epochs, or at the listed epochs (None: every)
+    attack_every: PositiveInt | Annotated[list[PositiveInt], Field(
+        min_length=1, max_length=MAX_ATTACK_EPOCHS)] | None = None
+    matrix_every: PositiveInt | None = None  # store matrices at evaluated multiples of it
+    # How a fine-label model on data with a J+ split (multi_cluster; images with a binary map)
+    # is read as a binary classifier: its reported clean accuracy (train and test), margins,
+    # and every attack whose readout is "binary" (advcore.train.binary_readout).
+    # argmax: predict the cluster, take its side; margin max_{own} F_j - max_{opposite} F_t.
+    #   The feature-averaging paper reads its Fig. 3 fine-label network this way: flipping
+    #   needs <u_t - u_own, delta> >= ||mu|| for some opposite cluster t, so the cliff of a
+    #   decoupled network is at ||mu||/sqrt(2) = sqrt(d/2) (39.2 at d=3072, k=10).
+    # sum: sum_{J+} F_j - sum_{J-} F_j. Weaker: the direction -u_own + sum_{opposite} u_l lowers
+    #   it k/2 + 1 ways at once, so its cliff is at sqrt(2d/(k+2)) (22.6 at d=3072, k=10).
+    readout: Literal["sum", "argmax"] = "sum"
     attacks: Annotated[list[AttackSpec], Field(max_length=MAX_ATTACKS)] = Field(
         default_factory=list)
     record: Annotated[list[Record], Field(max_length=8)] = Field(
@@ -497,6 +541,9 @@ class ExperimentSpec(_Model):
     )  # several seeds trained as one batched computation; overrides `seed`
     device: Literal["auto", "cpu", "cuda"] = "auto"
     advlab_version: str | None = Field(default=None, max_length=40)  # set by the server; not hashed
+    # set by resolve(), not hashed: deprecated spellings it rewrote, one sentence each
+    warnings: list[Annotated[str, Field(max_length=300)]] = Field(default_factory=list,
+                                                                  max_length=16)
     data: DataSpec = Field(default_factory=MultiClusterData)
     learner: LearnerSpec = Field(default_factory=TwoLayerReLU)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
@@ -525,7 +572,24 @@ class ExperimentSpec(_Model):
         if self.study is not None and self.study.kind == "feature_attacks" and self.data.kind != "image":
             raise ValueError("study 'feature_attacks' needs image data (class labels and pixels)")
         self._check_sizes()
+        self._check_reliable_default()
         return self
+
+    def _check_reliable_default(self) -> None:
+        """The attack bounds hold with the reliable default that resolve() adds."""
+        default = reliable_default(self.training, self.evaluation.attacks)
+        if default is None:
+            return
+        attacks = self.evaluation.attacks
+        if len(attacks) + 1 > MAX_ATTACKS:
+            raise too_large("ExperimentSpec", ("evaluation", "attacks"), len(attacks) + 1,
+                            MAX_ATTACKS, "attacks with the reliable default after adversarial "
+                            "training (autoattack at the training radius)")
+        passes = sum(a.passes for a in attacks) + default.passes
+        if passes > MAX_ATTACK_PASSES:
+            raise too_large("ExperimentSpec", ("evaluation", "attacks"), passes,
+                            MAX_ATTACK_PASSES, "sum over attacks of (steps + 1) x restarts x "
+                            "radii, with the reliable default after adversarial training")
 
     def _check_sizes(self) -> None:
         """Hard bounds on products of fields from several sections (data x seeds, epochs x
@@ -549,9 +613,17 @@ class ExperimentSpec(_Model):
             loc = ("training", "batch_size") if batches_dominate else ("training", "epochs")
             raise too_large("ExperimentSpec", loc, t.epochs * per_epoch, MAX_OPTIMIZER_STEPS,
                             "epochs x batches per epoch")
-        if t.epochs // self.evaluation.every > MAX_EVALUATIONS:
-            raise too_large("ExperimentSpec", ("evaluation", "every"),
-                            t.epochs // self.evaluation.every, MAX_EVALUATIONS, "epochs / every")
+        ev = self.evaluation
+        for name in ("every", "record_every", "attack_every"):
+            period = getattr(ev, name)
+            if isinstance(period, int) and t.epochs // period > MAX_EVALUATIONS:
+                raise too_large("ExperimentSpec", ("evaluation", name), t.epochs // period,
+                                MAX_EVALUATIONS, f"epochs / {name}")
+        if isinstance(ev.attack_every, list):
+            late = [i for i, e in enumerate(ev.attack_every) if e > t.epochs]
+            if late:
+                raise too_large("ExperimentSpec", ("evaluation", "attack_every", late[0]),
+                                ev.attack_every[late[0]], t.epochs, "an attacked epoch")
 
     # ------------------------------------------------------------------ canonical form
 
@@ -573,6 +645,7 @@ class ExperimentSpec(_Model):
         t = spec.training
         if t.mode == "fine_labels":
             t.mode, t.labels = "standard", "fine"
+            spec.warnings = [*spec.warnings, FINE_LABELS_DEPRECATED][-16:]
         if spec.data.kind == "patch":
             t.labels = "fine"  # the patch model is a k-class problem
         if t.loss is None:
@@ -591,15 +664,37 @@ class ExperimentSpec(_Model):
                            *study_attacks]:
                 if attack.box is None:
                     attack.box = [0.0, 1.0]  # pixels live in [0, 1]
+        default = reliable_default(t, spec.evaluation.attacks)
+        if default is not None:
+            spec.evaluation.attacks = [*spec.evaluation.attacks, default]
         return spec
 
     def canonical_json(self) -> str:
-        """Sorted-key JSON of the resolved spec without name, tags and advlab_version."""
-        body = self.resolve().model_dump(mode="json", exclude={"name", "tags", "advlab_version"})
+        """Sorted-key JSON of the resolved spec without name, tags, advlab_version, warnings."""
+        body = self.resolve().model_dump(mode="json", exclude={"name", "tags", "advlab_version", "warnings"})
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
     def spec_hash(self) -> str:
         return hashlib.sha256(f"v{SPEC_VERSION}:{self.canonical_json()}".encode()).hexdigest()
+
+
+def reliable_default(training: TrainingSpec, attacks: list[AttackSpec]) -> AttackSpec | None:
+    """After adversarial training, the evaluation always includes `autoattack` at the training
+    norm and radius (same budget, box and read-out): the adversary's own attack is the one the
+    model was optimised against, so its robust accuracy alone is not evidence. None when not
+    adversarial or when an attack listed already is that autoattack."""
+    adversary = training.adversary
+    if training.mode != "adversarial" or adversary is None:
+        return None
+    radius = adversary.radii[0]
+    for a in attacks:
+        if a.kind == "autoattack" and a.norm == adversary.norm and radius in a.radii \
+                and a.subspace is None and a.budget == adversary.budget \
+                and a.box == adversary.box and a.readout == adversary.readout:
+            return None
+    return AttackSpec(kind="autoattack", norm=adversary.norm, radii=[radius],
+                      budget=adversary.budget, box=adversary.box, readout=adversary.readout,
+                      added="reliable_default")
 
 
 def data_size(data) -> tuple[int, int, int, str]:

@@ -18,6 +18,7 @@ from advcore.evaluate import Evaluator
 from advcore.learners import build_learner
 from advcore.observe import Canceled, MetricRecord
 from advcore.spec import format_radius
+from advcore.stats import mean, sample_std
 from advcore.train import attack_generator, make_task, train
 
 SUBSPACES = {"non_robust": "standard", "robust": "adversarial"}  # subspace <- whose features
@@ -124,10 +125,9 @@ def feature_attack_study(spec, data, observer, device) -> dict:
                     per_seed = success.cpu().tolist()
                     name = f"feature_attacks/{mode}/{subspace}/{src}to{tgt}@{format_radius(radius)}"
                     records += [MetricRecord(name, 2 * epochs, v, seed) for seed, v in zip(seeds, per_seed)]
-                    mean = sum(per_seed) / len(per_seed)
-                    std = (sum((v - mean) ** 2 for v in per_seed) / max(len(per_seed) - 1, 1)) ** 0.5
                     rows.append({"model": mode, "subspace": subspace, "source": src, "target": tgt,
-                                 "radius": float(radius), "success": mean, "std": std, "per_seed": per_seed})
+                                 "radius": float(radius), "success": mean(per_seed),
+                                 "std": sample_std(per_seed), "per_seed": per_seed})
     observer.on_metrics(records)
     summary["feature_attacks"] = rows
     return summary

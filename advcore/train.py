@@ -8,8 +8,8 @@ order comes from a per-seed generator for the same reason.
 Tasks (`make_task`): a binary data set with `labels: binary` trains a one-logit head with the
 logistic loss. `labels: fine` (or data whose labels are classes: patch, images without a binary
 map) trains one output per class with cross-entropy; when the data has a J+ split, the binary
-read-out sum_{J+} F_j - sum_{J-} F_j is the main classifier and the k-class task is reported
-with the `fine/` prefix.
+read-out (`evaluation.readout`: sum_{J+} F_j - sum_{J-} F_j, or the side of the argmax class) is
+the main classifier and the k-class task is reported with the `fine/` prefix.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ from advcore.cost import FLOAT, AttackContext, Factor, Ledger, Term, seeds_facto
 from advcore.data import Dataset
 from advcore.device import derive_seed, generator
 from advcore.observe import Canceled, Observer
+from advcore.schedule import evaluation_plan
 
 
 @dataclass(frozen=True)
 class Task:
     n_outputs: int  # 1: binary head; else one output per class
     positive_classes: tuple[int, ...] | None  # J+ when a binary read-out exists
+    readout: str = "sum"  # how the binary read-out reads the class logits (binary_readout)
 
     @property
     def binary_head(self) -> bool:
@@ -48,27 +50,37 @@ def make_task(spec, data: Dataset) -> Task:
     if not fine:
         return Task(1, None)
     positive = tuple(data.positive_classes) if data.binary and data.positive_classes else None
-    return Task(data.n_classes, positive)
+    return Task(data.n_classes, positive, spec.evaluation.readout)
 
 
 # ----------------------------------------------------------------------------- views
 
 
-def binary_readout(logits: torch.Tensor, positive_classes) -> torch.Tensor:
-    """(..., C) class logits -> (...) sum_{J+} z_j - sum_{J-} z_j."""
-    sign = -torch.ones(logits.shape[-1], device=logits.device, dtype=logits.dtype)
-    sign[list(positive_classes)] = 1.0
+def binary_readout(logits: torch.Tensor, positive_classes, readout: str = "sum") -> torch.Tensor:
+    """(..., C) class logits -> (...) one binary logit g, positive means the J+ side.
+
+    sum: sum_{J+} z_j - sum_{J-} z_j. argmax: max_{J+} z_j - max_{J-} z_j, whose sign is the
+    side of the predicted class; y * g is then the argmax read-out's margin
+    max_{own} z_j - max_{opposite} z_t, the quantity its attacks lower (spec: evaluation.readout)."""
+    positive = torch.zeros(logits.shape[-1], device=logits.device, dtype=torch.bool)
+    positive[list(positive_classes)] = True
+    if readout == "argmax":
+        low = torch.finfo(logits.dtype).min
+        return logits.masked_fill(~positive, low).amax(-1) - logits.masked_fill(positive, low).amax(-1)
+    sign = torch.where(positive, 1.0, -1.0).to(logits.dtype)
     return logits @ sign
 
 
-def readout_model(model, positive_classes) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda x: binary_readout(model(x), positive_classes)
+def readout_model(model, positive_classes, readout: str = "sum") -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: binary_readout(model(x), positive_classes, readout)
 
 
-def main_view(model, task: Task, y: torch.Tensor) -> tuple[Callable, torch.Tensor]:
-    """(callable, labels) for the main task: binary (head or read-out) or k-class."""
+def main_view(model, task: Task, y: torch.Tensor, readout: str | None = None
+              ) -> tuple[Callable, torch.Tensor]:
+    """(callable, labels) for the main task: binary (head or read-out) or k-class. `readout`
+    (sum / argmax) overrides the task's read-out."""
     if task.has_readout:
-        return readout_model(model, task.positive_classes), y
+        return readout_model(model, task.positive_classes, readout or task.readout), y
     return model, y
 
 
@@ -107,9 +119,28 @@ def margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- attacks
 
 
-def attack_kwargs(attack, data: Dataset) -> dict:
+def attacked_readout(attack, task: Task | None) -> str | None:
+    """The binary read-out an attack works on (sum / argmax), None when it attacks a binary
+    head or the k-class task."""
+    if task is None or not task.has_readout or attack.readout == "fine":
+        return None
+    return task.readout if attack.readout == "binary" else attack.readout
+
+
+def attacked_readout_of(spec, data_cost, attack) -> str | None:
+    """attacked_readout from a spec and its advcore.cost.DataCost (no data built)."""
+    from advcore.cost import n_outputs
+
+    fine = n_outputs(spec, data_cost) > 1
+    task = Task(2, (0,), spec.evaluation.readout) if fine and data_cost.has_readout else None
+    return attacked_readout(attack, task)
+
+
+def attack_kwargs(attack, data: Dataset, task: Task | None = None) -> dict:
     """subspace_basis / direction for an AttackSpec, with the seed dim S kept in front:
-    basis (S, K, *F) (explicit lists are shared: (K, *F)); direction (S, *F)."""
+    basis (S, K, *F) (explicit lists are shared: (K, *F)); direction (S, *F). With clusters,
+    the start directions of apgd / autoattack and the `data` directions attack; the cluster
+    pairs u_t - u_own when the attacked read-out is argmax (or for the directions attack)."""
     out: dict = {"feature_ndim": data.feature_ndim}
     if isinstance(attack.subspace, str):
         if attack.subspace not in data.features:
@@ -120,14 +151,17 @@ def attack_kwargs(attack, data: Dataset) -> dict:
         out["subspace_basis"] = basis.reshape(len(attack.subspace), *data.in_shape)
     if data.attack_direction is not None:
         out["direction"] = data.attack_direction
-    if attack.kind in ("apgd", "autoattack") and "cluster" in data.features \
-            and data.positive_classes:
+    uses_starts = attack.kind in ("apgd", "autoattack") or (
+        attack.kind == "feature_direction" and attack.directions == "data")
+    if uses_starts and "cluster" in data.features and data.positive_classes:
         # start directions of APGD (advcore.attacks.starts): cluster means and their sides
         clusters = data.features["cluster"]  # (S, k, *F)
         k = clusters.shape[-data.feature_ndim - 1]
         labels = -torch.ones(k, dtype=clusters.dtype, device=clusters.device)
         labels[list(data.positive_classes)] = 1.0
         out["clusters"], out["cluster_labels"] = clusters, labels
+        if attacked_readout(attack, task) == "argmax" or attack.kind == "feature_direction":
+            out["cluster_pairs"] = True
     return out
 
 
@@ -138,10 +172,11 @@ def attack_generator(seeds: list[int], purpose: str, device) -> list[torch.Gener
 
 
 def attacked_view(model, task: Task, attack, y_main, y_fine):
-    """The model reading and labels an attack works on (`readout: fine` -> k-class loss)."""
+    """The model reading and labels an attack works on (`readout: fine` -> k-class loss;
+    sum / argmax -> that binary read-out; binary -> the task's)."""
     if attack.readout == "fine" and not task.binary_head:
         return model, (y_fine if y_fine is not None else y_main)
-    return main_view(model, task, y_main)
+    return main_view(model, task, y_main, attacked_readout(attack, task))
 
 
 # ----------------------------------------------------------------------------- loop
@@ -151,11 +186,6 @@ def make_optimizer(params, opt) -> torch.optim.Optimizer:
     if opt.kind == "adam":
         return torch.optim.Adam(params, lr=opt.lr, weight_decay=opt.weight_decay)
     return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
-
-
-def eval_epochs(epochs: int, every: int) -> set[int]:
-    """Epochs with a full evaluation: every, 2*every, ... and always the last."""
-    return set(range(every, epochs + 1, every)) | {epochs}
 
 
 def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -177,8 +207,8 @@ def train(spec, model, data: Dataset, task: Task, observer: Observer,
     batch = n if full_batch else t.batch_size
     batch_gens = [generator(s, "batches") for s in seeds]
     attack_gen = attack_generator(seeds, "adversary", x.device) if t.mode == "adversarial" else None
-    adv_kwargs = attack_kwargs(t.adversary, data) if t.mode == "adversarial" else {}
-    scheduled = eval_epochs(t.epochs, spec.evaluation.every)
+    adv_kwargs = attack_kwargs(t.adversary, data, task) if t.mode == "adversarial" else {}
+    scheduled = evaluation_plan(spec.evaluation, t.epochs).evaluated
     evaluate(0)
     for epoch in range(1, t.epochs + 1):
         if full_batch:
@@ -245,7 +275,8 @@ def training_cost(spec, data, model, base: list[Term], *, prefix: str = "") -> L
     if t.mode == "adversarial":
         from advcore.attacks import attack_cost, perturb_cost
 
-        ctx = AttackContext(model, data, ("training", "adversary"))
+        ctx = AttackContext(model, data, ("training", "adversary"),
+                            readout=attacked_readout_of(spec, data, t.adversary))
         flops, working = perturb_cost(t.adversary, ctx, S * batch)
         adv = attack_cost(t.adversary, ctx)
         ledger.flops.append(term(f"{prefix}training.adversary", flops * per_epoch * t.epochs,

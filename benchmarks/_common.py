@@ -3,7 +3,7 @@ ADVLAB_TEST_PG_URL) and a percentile of latency samples."""
 
 from __future__ import annotations
 
-from tests.conftest import throwaway_pg_database  # noqa: F401  (re-exported)
+from devtools.services import throwaway_pg_database  # noqa: F401  (re-exported)
 
 
 def percentile(samples: list[float], q: float) -> float:

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/cost_bench.py [--full NAME ...] [--store] [--json PATH]
                                               [NAME ...]
 
-Each example runs at its SHRUNK size (tests/advcore/measured.py: the sizes the test suite
+Each example runs at its SHRUNK size (devtools/measured.py: the sizes the test suite
 checks, fake image files where the data set is not on disk); `--full NAME` runs that example
 as written instead (CPU-sized ones only). Per example: estimated vs measured FLOPs
 (FlopCounterMode's counting), peak bytes (torch's CPU allocations + the data build's host
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from advcore.cost import estimate  # noqa: E402
 from advcore.spec import parse_spec  # noqa: E402
-from tests.advcore.measured import (SHRUNK, fake_image_files, measure, shrunk,  # noqa: E402
+from devtools.measured import (SHRUNK, fake_image_files, measure, shrunk,  # noqa: E402
                                     single_thread)
 
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 from benchmarks._common import percentile, throwaway_pg_database  # noqa: E402
-from tests.e2e.stack import TERMINAL, launch_stack  # noqa: E402
+from devtools.stack import TERMINAL, launch_stack  # noqa: E402
 
 REDIS_URL = os.environ.get("ADVLAB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 KINDS = ("submit", "poll", "list")

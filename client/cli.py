@@ -10,7 +10,7 @@ import typer
 
 app = typer.Typer(help="advlab: experiments on the theory of adversarial examples.",
                   no_args_is_help=True, add_completion=False)
-__import__("client.admin_cli").admin_cli.mount(app)  # engineer J: `advlab users`, `advlab tokens`
+__import__("client.admin_cli").admin_cli.mount(app)  # `advlab users`, `advlab tokens`
 
 
 @app.command()

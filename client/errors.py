@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-TERMINAL = {"succeeded", "failed", "canceled"}
+from lab.status import TERMINAL
+
+__all__ = ["TERMINAL", "AdvlabError", "JobFailed"]
 
 
 class AdvlabError(Exception):

@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     # broker
     queue: str = "advlab"  # Celery queue the API sends to and workers consume
 
-    # lab server (engineer J): auth, quotas, priorities, queues, hardening
+    # lab server: auth, quotas, priorities, queues, hardening
     auth: Literal["none", "tokens"] = "none"  # tokens: `Authorization: Bearer` on every /v1 call
     max_active_per_user: int = 1000  # queued + running jobs per user (429 beyond)
     quota_retry_after_s: int = 30  # Retry-After of a quota 429
@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = 20  # bad tokens per (client, token prefix) a minute; then 429
     limiter_url: str | None = None  # redis://... shares the bad-token limiter between API processes
     trusted_proxies: str = ""  # proxy addresses whose X-Forwarded-For is believed; "": none
+    session_max_age_s: int = 12 * 3600  # lifetime of the dashboard's login cookie
+    metrics_token: str | None = None  # with tokens on, /metrics needs `Bearer <this>` ...
+    metrics_allow_ips: str = ""  # ... or a client address in this comma-separated list
     log_format: Literal["json", "text"] = "json"  # advlab.* loggers (request and job logs)
 
     @property
@@ -105,6 +108,10 @@ class Settings(BaseSettings):
     @property
     def resolved_cpu_queue(self) -> str:
         return self.cpu_queue or self.queue
+
+    @property
+    def metrics_allow_list(self) -> list[str]:
+        return [a.strip() for a in self.metrics_allow_ips.split(",") if a.strip()]
 
     @property
     def cors_origin_list(self) -> list[str]:

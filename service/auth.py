@@ -5,6 +5,8 @@
   unknown token is a 401 with `WWW-Authenticate: Bearer`. Tokens are 256-bit random strings
   shown once at creation; the store keeps only their sha256 (a leaked database holds no usable
   credential) and the comparison of the stored hash is constant-time.
+- The dashboard's session cookie (service.web_session) is accepted in place of the header, with
+  a CSRF token on writes.
 - Everyone may read (the server is lab-shared); only the owner or an admin may cancel, retry or
   delete (403 otherwise).
 - Bad tokens are rate-limited per (client address, token prefix) (service.failure_limiter):
@@ -24,7 +26,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from service.failure_limiter import Limiter, failure_key, make_limiter
 
@@ -70,26 +72,36 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else ""
 
 
-# documents the scheme in OpenAPI (`/docs` gets an Authorize button); the header is parsed below
+# documents the schemes in OpenAPI (`/docs` gets an Authorize button); both are parsed below
 bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer", description=(
     "API token from `advlab tokens create NAME` (only with ADVLAB_AUTH=tokens)."))
+cookie_scheme = APIKeyCookie(name="advlab_session", auto_error=False, scheme_name="session",
+                             description="The dashboard's session cookie (set by POST /login); "
+                                         "writes also need the X-CSRF-Token header.")
 
 
 def current_user(
     request: Request,
     _documented: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)] = None,
+    _session: Annotated[str | None, Depends(cookie_scheme)] = None,
 ) -> Principal:
     """The caller (cached per request by FastAPI); raises Unauthorized / TooManyRequests."""
     settings = request.app.state.settings
     if settings.auth == "none":
         request.state.user = LOCAL_USER
         return Principal(LOCAL_USER, True)
-    token = _bearer(request)
+    from service.web_session import SESSION_COOKIE, check_csrf
+
+    token, via_cookie = _bearer(request), False
+    if token is None and request.cookies.get(SESSION_COOKIE):
+        token, via_cookie = request.cookies[SESSION_COOKIE], True  # the dashboard's session
     if token is None:
         raise Unauthorized("missing `Authorization: Bearer <token>` header")
     user = request.app.state.store.user_for_token(hash_token(token)) if token else None
     if user is None:
         refuse_bad_token(request, token)
+    if via_cookie:
+        check_csrf(request, token)
     request.state.user = user.name  # for the access log
     return Principal(user.name, user.is_admin)
 

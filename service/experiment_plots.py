@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from service import plots
 from service.errors import Conflict
+from lab.status import ACTIVE
 from lab.store.base import Experiment, MetricPoint, NotFound, Store
 
 PLOTS: dict[str, str] = {
@@ -48,7 +49,7 @@ def _load(store: Store, exp: Experiment, wanted, seed: int | None) -> plots.Seri
 
 
 def _no_data(exp: Experiment, what: str) -> NoPlotData:
-    when = "yet" if exp.status in ("queued", "running") else f"(experiment {exp.status})"
+    when = "yet" if exp.status in ACTIVE else f"(experiment {exp.status})"
     return NoPlotData(f"experiment {exp.id} has no {what} {when}")
 
 

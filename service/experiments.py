@@ -10,7 +10,7 @@ callable, never to SQL or Celery directly, so the rules live in one place:
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from itertools import groupby
 from operator import attrgetter
 from typing import Callable, Literal, Sequence
@@ -28,12 +28,14 @@ from service.limits import check_limits
 from service.schemas import (CorrelationsRead, EstimateRead, ExperimentPage, ExperimentRead,
                              Links, MatrixRead, MetricsRead, Progress, Series, Submitted)
 from service.spec_paths import spec_path_exists
-from lab.store.base import (TERMINAL, Experiment, ExperimentFilter, IllegalTransition,
-                                MetricPoint, NotFound, QuotaExceeded, Store)
+from lab.clock import utcnow
+from lab.status import TERMINAL
+from lab.store.base import (Experiment, ExperimentFilter, IllegalTransition,
+                            MetricPoint, NotFound, QuotaExceeded, Store)
 
 log = logging.getLogger("advlab.api")
 
-Enqueue = Callable[[str], None]
+Enqueue = Callable[[str, "str | None"], None]  # (experiment id, the queue its row was routed to)
 LOCAL = Principal(LOCAL_USER, True)  # the caller when auth is off
 RETRYABLE = frozenset({"failed", "canceled"})
 
@@ -51,10 +53,7 @@ def _eta_s(exp: Experiment, now: datetime) -> float | None:
     """Linear extrapolation of the elapsed time per step; only while running with progress."""
     if exp.status != "running" or exp.started_at is None or exp.step <= 0:
         return None
-    started = exp.started_at
-    if started.tzinfo is None:  # SQLite drops the zone; the store writes UTC
-        started = started.replace(tzinfo=timezone.utc)
-    elapsed = max((now - started).total_seconds(), 0.0)
+    elapsed = max((now - exp.started_at).total_seconds(), 0.0)  # aware UTC (UtcDateTime)
     return elapsed / exp.step * max(exp.total_steps - exp.step, 0)
 
 
@@ -64,7 +63,7 @@ def to_read(exp: Experiment) -> ExperimentRead:
     if exp.status == "succeeded":
         fraction = 1.0
     progress = Progress(step=exp.step, total=total, fraction=fraction,
-                        eta_s=_eta_s(exp, datetime.now(timezone.utc)))
+                        eta_s=_eta_s(exp, utcnow()))
     return ExperimentRead(
         id=exp.id, name=exp.name, tags=list(exp.tags), status=exp.status, spec=exp.spec,
         spec_hash=exp.spec_hash, advlab_version=exp.spec.get("advlab_version"),
@@ -83,11 +82,13 @@ def submitted(exp: Experiment) -> Submitted:
 # --------------------------------------------------------------------------- commands
 
 
-def _enqueue_after_commit(enqueue: Enqueue, experiment_id: str) -> None:
+def enqueue_after_commit(enqueue: Enqueue, exp: Experiment) -> None:
+    """Send the committed row's job to the queue it was routed to; a failure is logged, not
+    raised: the row stays queued and the reaper re-enqueues unpicked queued jobs."""
     try:
-        enqueue(experiment_id)
-    except Exception:  # the row stays queued; the reaper re-enqueues unpicked queued jobs
-        log.exception("enqueue of experiment %s failed; left queued for the reaper", experiment_id)
+        enqueue(exp.id, exp.queue)
+    except Exception:
+        log.exception("enqueue of experiment %s failed; left queued for the reaper", exp.id)
 
 
 def _create(store: Store, spec: ExperimentSpec, *, idempotency_key: str | None = None,
@@ -125,7 +126,7 @@ def submit(store: Store, settings: Settings, enqueue: Enqueue, spec: ExperimentS
             raise Conflict(f"Idempotency-Key {idempotency_key!r} was already used for experiment "
                            f"{exp.id} with a different spec")
         return exp, False
-    _enqueue_after_commit(enqueue, exp.id)
+    enqueue_after_commit(enqueue, exp)
     return exp, True
 
 
@@ -139,11 +140,11 @@ def estimate(settings: Settings, spec: ExperimentSpec) -> EstimateRead:
         admission.estimate_read(cost, admission.limits_for(queue, settings)))
 
 
-def retry(store: Store, enqueue: Enqueue, experiment_id: str, *, user: Principal = LOCAL,
+def retry(store: Store, enqueue: Enqueue, old: Experiment, *, user: Principal = LOCAL,
           settings: Settings | None = None) -> Experiment:
     """A failed or canceled job → a NEW queued job with the same spec and `retry_of` set, owned
     by whoever retried it (and counted against their quota)."""
-    old = store.get_experiment(experiment_id)
+    experiment_id = old.id
     if old.status not in RETRYABLE:
         raise Conflict(f"experiment {experiment_id} is {old.status}; only failed or canceled "
                        "experiments can be retried")
@@ -157,21 +158,21 @@ def retry(store: Store, enqueue: Enqueue, experiment_id: str, *, user: Principal
         admission.admit(spec, quotas.queue_for(spec.device, settings), settings)
     exp, _ = _create(store, spec, retry_of=old.id, user=user, priority=old.priority,
                      settings=settings)
-    _enqueue_after_commit(enqueue, exp.id)
+    enqueue_after_commit(enqueue, exp)
     return exp
 
 
 def cancel(store: Store, experiment_id: str) -> Experiment:
-    """queued → canceled at once; running → cancel requested (the worker stops at its next
-    step); a terminal job raises IllegalTransition (409)."""
+    """queued → canceled at once; running → cancel requested (the worker kills the job's
+    process within about a second); a terminal job raises IllegalTransition (409)."""
     return store.request_cancel(experiment_id)
 
 
-def delete(store: Store, experiment_id: str) -> None:
+def delete(store: Store, exp: Experiment) -> None:
     """Delete a job with all its points and matrices. A queued or running job is canceled first,
-    so a worker that already holds it stops at its next step instead of running on for nothing
-    (its later writes find no current attempt and it stops quietly)."""
-    exp = store.get_experiment(experiment_id)
+    so a worker that already holds it kills the job's process within about a second instead of
+    running on for nothing (its heartbeat finds no current attempt)."""
+    experiment_id = exp.id
     if exp.status not in TERMINAL:
         try:
             store.request_cancel(experiment_id)
@@ -217,19 +218,20 @@ def _series(points_by_name: dict[str, list[MetricPoint]]) -> list[Series]:
     return out
 
 
-def read_metrics(store: Store, experiment_id: str, *, names: list[str] | None,
+def read_metrics(store: Store, exp: Experiment, *, names: list[str] | None,
                  since_step: int | None, max_points: int | None,
                  seed: int | None) -> MetricsRead:
-    store.get_experiment(experiment_id)  # 404 before an empty answer
+    """The series of a loaded experiment (the route's dependency answered 404 for unknown ids)."""
+    experiment_id = exp.id
     points = store.get_metrics(experiment_id, names=names, since_step=since_step,
                                max_points=max_points, seed=seed)
     return MetricsRead(experiment_id=experiment_id, series=_series(points))
 
 
-def read_correlations(store: Store, experiment_id: str, *, since_step: int | None,
+def read_correlations(store: Store, exp: Experiment, *, since_step: int | None,
                       max_points: int | None, seed: int | None) -> CorrelationsRead:
     """All `corr/*` trajectories plus the names and steps of the stored matrices."""
-    store.get_experiment(experiment_id)
+    experiment_id = exp.id
     names = [n for n in store.metric_names(experiment_id) if n.startswith("corr/")]
     points = (store.get_metrics(experiment_id, names=names, since_step=since_step,
                                 max_points=max_points, seed=seed) if names else {})
@@ -237,11 +239,11 @@ def read_correlations(store: Store, experiment_id: str, *, since_step: int | Non
                             matrices=store.matrix_steps(experiment_id))
 
 
-def read_matrix(store: Store, experiment_id: str, *, name: str | None, step: int | None,
+def read_matrix(store: Store, exp: Experiment, *, name: str | None, step: int | None,
                 seed: int | None) -> MatrixRead:
     """One full matrix; `name` may be left out when the experiment records only one kind;
     `step` defaults to the latest. NotFound (404) when there is no such matrix."""
-    store.get_experiment(experiment_id)
+    experiment_id = exp.id
     if name is None:
         available = sorted(store.matrix_steps(experiment_id))
         if len(available) != 1:

@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import threading
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator
 
 from fastapi import FastAPI
 
 from advcore import __version__
 from service import admission
-from service.api.routes import api_router, root_router
-from service.api.routes.health import RequestTimer, Telemetry
+from service.api.routes import api_router, docs_router, root_router
 from lab.config import Settings, get_settings
 from lab.queue import CeleryQueue, JobQueue
 from service.errors import BodyLimitMiddleware, install_error_handlers
 from fastapi.middleware.cors import CORSMiddleware
 from service.auth import install_auth
+from service.web_session import install_sessions
 from service.hardening import RequestContextMiddleware, StrictJsonMiddleware
 from lab.logging import configure_logging
 from service.schemas import Error
+from service.telemetry import RequestTimer, Telemetry
 
 DESCRIPTION = """Experiments on the theory of adversarial examples.
 
@@ -53,20 +54,13 @@ def _api_responses(settings: Settings) -> dict:
     if settings.auth == "tokens":
         responses[401] = {"model": Error, "description": "Missing or invalid bearer token.",
                           "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}}
+        responses[403] = {"model": Error, "description": "Another user's resource, or a write "
+                                                         "authenticated by the session cookie "
+                                                         "without its X-CSRF-Token."}
         responses[429] = {"model": Error, "description": "Too many failed tokens from this "
                                                          "client (or a quota): retry later.",
                           "headers": {"Retry-After": {"schema": {"type": "integer"}}}}
     return responses
-
-
-def _enqueue_for(jobs: JobQueue, app: FastAPI | None = None) -> Callable[[str], None]:
-    def enqueue(experiment_id: str) -> None:
-        queue = None  # the queue the row was routed to (by spec.device; engineer J)
-        if app is not None and getattr(app.state, "store", None) is not None:
-            queue = app.state.store.get_experiment(experiment_id).queue
-        jobs.send(experiment_id, queue=queue)
-
-    return enqueue
 
 
 def create_app(settings: Settings | None = None, jobs: JobQueue | None = None) -> FastAPI:
@@ -88,22 +82,26 @@ def create_app(settings: Settings | None = None, jobs: JobQueue | None = None) -
         try:
             yield
         finally:
-            close = getattr(store, "close", None) or getattr(store, "dispose", None)
-            if close is not None:
-                close()
+            store.close()
 
+    tokens = settings.auth == "tokens"  # then the docs and the schema are behind the login
     app = FastAPI(title="advlab", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None if tokens else "/docs",
+                  redoc_url=None if tokens else "/redoc",
+                  openapi_url=None if tokens else "/openapi.json")
     app.state.settings = settings
     app.state.jobs = jobs
-    app.state.enqueue = _enqueue_for(jobs, app)
+    app.state.enqueue = jobs.send  # (experiment id, its row's queue): service.experiments.Enqueue
     install_error_handlers(app)
-    install_auth(app)  # engineer J: 401/403/429 and the token-failure limiter
+    install_auth(app)  # 401/403/429 and the token-failure limiter
     app.include_router(api_router, responses=_api_responses(settings))
     app.include_router(root_router)
+    if tokens:
+        app.include_router(docs_router)
+    install_sessions(app)
     # the last added is outermost: the timer sees every request, 413s included; the size limit
     # refuses before anything reads the body
-    app.add_middleware(StrictJsonMiddleware)  # engineer J: duplicate keys, NaN → 422
+    app.add_middleware(StrictJsonMiddleware)  # duplicate keys, NaN → 422
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origin_list:  # CORS is off unless origins are configured
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list,

@@ -16,6 +16,8 @@ import math
 import re
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
+from advcore.stats import mean, sample_std
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -59,9 +61,8 @@ def mean_std(runs: Iterable[Points]) -> tuple[list[float], list[float], list[flo
             if y is not None and not math.isnan(y):
                 at.setdefault(float(x), []).append(float(y))
     xs = sorted(at)
-    means = [sum(at[x]) / len(at[x]) for x in xs]
-    stds = [math.sqrt(sum((v - m) ** 2 for v in at[x]) / (len(at[x]) - 1)) if len(at[x]) > 1
-            else 0.0 for x, m in zip(xs, means)]
+    means = [mean(at[x]) for x in xs]
+    stds = [sample_std(at[x]) or 0.0 for x in xs]  # one run at x: a band of zero width
     return xs, means, stds
 
 

@@ -14,8 +14,6 @@ Spec size is bounded for everyone by the configured limits (service.limits).
 
 from __future__ import annotations
 
-from typing import Any
-
 from service.auth import Principal, TooManyRequests
 from lab.config import Settings
 from service.errors import FieldError
@@ -26,10 +24,6 @@ ADMIN_MAX_PRIORITY = 1000
 
 def queue_for(device: str | None, settings: Settings) -> str:
     return settings.gpu_queue if device == "cuda" else settings.resolved_cpu_queue
-
-
-def queue_of_spec(spec: dict[str, Any], settings: Settings) -> str:
-    return queue_for(spec.get("device"), settings)
 
 
 def check_priority(user: Principal, priority: int, settings: Settings) -> int:

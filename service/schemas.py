@@ -5,14 +5,14 @@ domain objects by the service functions in service/experiments.py."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from advcore.spec import ExperimentSpec
 from advcore.summary import RunSummary
 
-Status = Literal["queued", "running", "succeeded", "failed", "canceled"]
+from lab.status import Status
 
 # The submit body: the full spec, every field optional with a documented default.
 ExperimentCreate = ExperimentSpec
@@ -109,9 +109,6 @@ class MatrixRead(BaseModel):
     values: list[list[float]]
     row_labels: list[str]
     col_labels: list[str]
-
-
-CorrelationsResponse = Union[CorrelationsRead, MatrixRead]
 
 
 class ErrorItem(BaseModel):

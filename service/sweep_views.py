@@ -16,6 +16,7 @@ from service import sweeps as svc
 from service.errors import Conflict
 from service.experiments import to_read as experiment_read
 from service.schemas import ExperimentRead
+from lab.status import STATUSES
 from lab.store.base import Experiment, Store, Sweep
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class SweepRead(BaseModel):
     seeds: list[int]
     seed_mode: str
     members: list[SweepMemberRead]
-    owner: str | None = Field(None, description="User who created it (engineer J).")
+    owner: str | None = Field(None, description="User who created it.")
     aggregate: list[AggregateRow] = Field(description="One row per grid point: mean ± std "
                                                       "over seeds of each final metric.")
     metric_names: list[str] = Field(description="Keys present in the aggregate table.")
@@ -141,7 +142,7 @@ def links(sweep_id: str) -> SweepLinks:
 
 
 def counts_of(experiments: list[Experiment]) -> dict[str, int]:
-    counts = {s: 0 for s in svc.STATUSES}
+    counts = {s: 0 for s in STATUSES}
     for exp in experiments:
         counts[exp.status] += 1
     return counts
@@ -172,8 +173,8 @@ def to_summary(sweep: Sweep, experiments: list[Experiment]) -> SweepSummary:
                         seeds=sweep.seeds, seed_mode=sweep.seed_mode, owner=sweep.owner)
 
 
-def read(store: Store, sweep_id: str) -> SweepRead:
-    return to_read(store.get_sweep(sweep_id), store.sweep_experiments(sweep_id))
+def read(store: Store, sweep: Sweep) -> SweepRead:
+    return to_read(sweep, store.sweep_experiments(sweep.id))
 
 
 # --------------------------------------------------------------------------- export

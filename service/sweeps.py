@@ -32,28 +32,30 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable, Iterator, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from advcore import __version__ as ADVCORE_VERSION
 from advcore.cost import Cost
-from advcore.spec import ExperimentSpec, format_radius
+from advcore.spec import ExperimentSpec
+from advcore.stats import mean, sample_std
 from advcore.summary import RunSummary
 from lab.config import Settings
 from service.admission import (SWEEP_QUANTITIES, dominant_field, fmt, limits_for, price,
                                queue_kind, refusals)
 from service.errors import Conflict, FieldError, LimitExceeded, OverEstimate, Refusal
+from service.experiments import LOCAL, Enqueue, enqueue_after_commit
 from service.limits import check_limits
 from service.spec_paths import json_path, spec_path_exists
-from service import quotas  # engineer J
+from service import quotas
 from service.auth import Principal
-from lab.store.base import TERMINAL, Experiment, NewSweepMember, QuotaExceeded, Store, Sweep
+from lab.dotted import set_path
+from lab.status import STATUSES, TERMINAL
+from lab.store.base import Experiment, NewSweepMember, QuotaExceeded, Store, Sweep
 
-Enqueue = Callable[[str], None]
 SeedMode = Literal["batched", "separate"]
 FORBIDDEN_GRID_PATHS = {"seed", "seeds", "name", "tags", "advlab_version"}
-STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 
 
 class SweepCreate(BaseModel):
@@ -101,25 +103,6 @@ class SweepCreate(BaseModel):
 
 
 # --------------------------------------------------------------------------- expansion
-
-
-def set_path(doc: dict[str, Any], path: str, value: Any) -> None:
-    """Set `value` at a dotted path in a JSON document, creating missing objects."""
-    *parents, last = path.split(".")
-    node: Any = doc
-    for i, part in enumerate(parents):
-        if isinstance(node, list):
-            node = node[int(part)]
-            continue
-        child = node.get(part)
-        if not isinstance(child, (dict, list)):
-            child = [] if parents[i + 1:i + 2] and parents[i + 1].isdigit() else {}
-            node[part] = child
-        node = child
-    if isinstance(node, list):
-        node[int(last)] = copy.deepcopy(value)
-    else:
-        node[last] = copy.deepcopy(value)
 
 
 def grid_points(grid: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
@@ -209,9 +192,9 @@ def expand(req: SweepCreate, settings: Settings) -> list[Planned]:
         for path, value in point.items():
             try:
                 set_path(doc, path, value)
-            except (IndexError, ValueError, TypeError):
+            except ValueError as exc:
                 raise FieldError(["body", "grid", path], f"grid path {path!r}: the base spec "
-                                 "has no list element at that index", "value_error") from None
+                                 f"cannot take it ({exc})", "value_error") from None
         doc["name"] = f"{req.name} [{point_label(point)}]"
         doc["tags"] = list(dict.fromkeys([*doc.get("tags", []), *req.tags]))
         groups = [seeds] if req.seed_mode == "batched" else [[s] for s in seeds]
@@ -289,7 +272,6 @@ def create(store: Store, settings: Settings, enqueue: Enqueue, req: SweepCreate,
     A replay of this user's Idempotency-Key returns the stored sweep and enqueues nothing. The
     members count against the user's quota (429, the whole sweep or nothing) and are the
     user's."""
-    from service.experiments import LOCAL, _enqueue_after_commit
 
     user = user or LOCAL
     members = [p.member for p in expand(req, settings)]
@@ -309,7 +291,7 @@ def create(store: Store, settings: Settings, enqueue: Enqueue, req: SweepCreate,
                            f"{sweep.id} with a different request")
         return sweep, False
     for exp in experiments:
-        _enqueue_after_commit(enqueue, exp.id)
+        enqueue_after_commit(enqueue, exp)
     return sweep, True
 
 
@@ -360,9 +342,7 @@ def per_seed(exp: Experiment, seeds: list[int]) -> list[tuple[int, dict[str, flo
 def reduce(values: list[float]) -> dict[str, Any]:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     n = len(finite)
-    mean = sum(finite) / n if n else None
-    std = (math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1)) if n > 1 else None)
-    return {"mean": mean, "std": std, "n": n, "min": min(finite) if n else None,
+    return {"mean": mean(finite), "std": sample_std(finite), "n": n, "min": min(finite) if n else None,
             "max": max(finite) if n else None}
 
 

@@ -62,8 +62,10 @@ TEMPLATES: dict[str, Template] = {t.name: t for t in [
     Template(
         "feature_averaging_fine", "feature_averaging_fine.json", FEATURE_AVERAGING,
         "Feature decoupling: fine (10-class) labels read out as binary",
-        "Fine labels give one neuron per cluster (cosine matrix near a permutation) and, read "
-        "back as binary, stay robust to well beyond √(d/k), towards √(d/2).",
+        "Fine labels give one neuron per cluster (cosine matrix near a permutation). Read back "
+        "as binary by argmax (the paper's Fig. 3 reading: `pgd_l2`, `data_directions`) they "
+        "stay robust to near √(d/2) ≈ 16; by the sum of a side's logits (`*_sum`) they break "
+        "earlier, near √(2d/(k+2)) ≈ 9 and above.",
         compare_with=["feature_averaging_binary"]),
     Template(
         "digits_binary", "digits_binary.json", FEATURE_AVERAGING,

@@ -9,15 +9,34 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
-from contextlib import contextmanager
-from typing import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
-PG_ADMIN_URL = os.environ.get("ADVLAB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from devtools.services import throwaway_pg_database
+
+if TYPE_CHECKING:
+    from tests.service.api_support import ApiFactory
+
 REDIS_URL = os.environ.get("ADVLAB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true",
+                     help="also run the tests marked slow (CI=true always runs them)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A local run leaves the `slow` tests out unless --slow (or a -m expression) asks for
+    them; CI (CI=true) runs every test."""
+    if IN_CI or config.getoption("--slow") or config.getoption("markexpr"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -38,26 +57,6 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(message)
 
 
-@contextmanager
-def throwaway_pg_database(prefix: str, admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
-    """A new PostgreSQL database `{prefix}_<random>` beside admin_url's; yields its URL and drops
-    it afterwards (its open connections terminated first)."""
-    import sqlalchemy as sa
-
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE datname = :n"), {"n": name})
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session (dropped afterwards)."""
@@ -70,3 +69,37 @@ def pg_url() -> Iterator[str]:
 def redis_url() -> str:
     require_service("Redis", "127.0.0.1", 6379)
     return REDIS_URL
+
+
+# ------------------------------------------------------------ the API on a migrated store
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An Alembic-migrated SQLite file, copied per test (migrating each time costs more)."""
+    from lab.store.migrate import upgrade
+
+    path = tmp_path_factory.mktemp("api-template") / "advlab.db"
+    upgrade("head", f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def make_api(tmp_path: Path, migrated_sqlite: Path) -> Iterator["ApiFactory"]:
+    """Factory: make_api(database_url=None, **settings) → Api on a migrated database (a copy
+    of the migrated SQLite template by default)."""
+    from tests.service.api_support import ApiFactory
+
+    factory = ApiFactory(tmp_path, migrated_sqlite)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="module")
+def make_module_api(tmp_path_factory: pytest.TempPathFactory,
+                    migrated_sqlite: Path) -> Iterator["ApiFactory"]:
+    """The same, shared by a module's tests that must leave no trace (they check that)."""
+    from tests.service.api_support import ApiFactory
+
+    factory = ApiFactory(tmp_path_factory.mktemp("api"), migrated_sqlite)
+    yield factory
+    factory.close()

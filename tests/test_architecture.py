@@ -12,6 +12,7 @@ annotations only and are skipped.
 from __future__ import annotations
 
 import ast
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -180,3 +181,41 @@ def test_the_known_circle_edges_still_exist():
 def test_the_circle_finder_finds_a_circle():
     assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_comment_or_doc_names_who_wrote_the_code():
+    """Comments explain the code, never its history or authors."""
+    word = "engin" + "eer"
+    hits = []
+    paths = []
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "node_modules"]
+        paths += [Path(folder) / f for f in files
+                  if Path(f).suffix in {".py", ".md", ".html", ".js", ".ini", ".toml", ".yml"}]
+    for path in sorted(paths):
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if word in line.lower():
+                hits.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not hits, "\n".join(hits)
+
+
+def _imported_roots(folder: Path) -> dict[str, set[str]]:
+    out = {}
+    for path in sorted(folder.rglob("*.py")):
+        roots = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                roots.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                roots.add(node.module.split(".")[0])
+        out[str(path.relative_to(ROOT))] = roots
+    return out
+
+
+def test_the_product_imports_no_test_code_and_benchmarks_import_no_tests():
+    bad = [f"{path}: {sorted(roots & {'tests', 'devtools', 'benchmarks'})}"
+           for package in LAYERS for path, roots in _imported_roots(ROOT / package).items()
+           if roots & {"tests", "devtools", "benchmarks"}]
+    bad += [f"{path}: tests" for path, roots in _imported_roots(ROOT / "benchmarks").items()
+            if "tests" in roots]
+    assert not bad, "\n".join(bad)

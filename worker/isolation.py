@@ -117,8 +117,26 @@ def _exit_with_worker(control: Connection) -> None:
     os._exit(70)
 
 
+class _Progress:
+    """Sends the step to the worker at most every WATCH_S (a million tiny epochs must not fill
+    the pipe), and the last one always."""
+
+    def __init__(self, events: Connection) -> None:
+        self.events, self.last = events, float("-inf")
+
+    def __call__(self, step: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= WATCH_S or step >= total:
+            self.last = now
+            self.events.send(("progress", step))
+
+
 def job_main(job: JobArgs, events: Connection, control: Connection) -> None:
     """The child: place threads, run the science, stream records, send one result message."""
+    # Ctrl-C in a terminal reaches the whole process group: the worker decides (it hands the
+    # job back), the child must not end it as `failed: KeyboardInterrupt`
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.environ.clear()
     os.environ.update(job.environ)
     from worker.placement import apply_threads
@@ -137,8 +155,7 @@ def job_main(job: JobArgs, events: Connection, control: Connection) -> None:
     try:
         store = open_store(job.settings.resolved_database_url, check_schema=False)
         observer = StoreObserver(store, job.experiment_id, job.attempt,
-                                 batch=job.settings.metric_batch,
-                                 progress=lambda step, total: events.send(("progress", step)))
+                                 batch=job.settings.metric_batch, progress=_Progress(events))
         summary = run_experiment(parse_spec(job.spec), observer, device=job.device).to_stored()
         observer.flush()
         result = ("stale",) if observer.stale else ("succeeded", summary)
@@ -171,10 +188,8 @@ class Watch:
         self.base_rss = 0
         self.step = 0
         self.result: tuple | None = None
-        self.killed = False
 
     def kill(self) -> None:
-        self.killed = True
         if self.proc.is_alive():
             self.proc.kill()
         self.proc.join(EXIT_WAIT_S)

@@ -60,6 +60,8 @@ def run_worker(concurrency: int = 1, queues: str | None = None) -> None:
     except SchemaOutOfDate as exc:
         raise SystemExit(f"advlab worker: {exc}") from None
     argv = worker_command(concurrency=concurrency, queues=queues, settings=settings)
+    # each job's torch threads: cores / (ADVLAB_WORKERS_PER_HOST x jobs in this process)
+    os.environ["ADVLAB_WORKER_CONCURRENCY"] = str(max(1, concurrency))
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(argv[0], argv)

@@ -51,10 +51,12 @@ def visible_gpus(environ: dict[str, str] | None = None) -> list[str]:
 
 
 def worker_env(index: int, workers: int, base: dict[str, str]) -> dict[str, str]:
-    """The environment of worker `index` of `workers` on this host: the host's worker count
-    (unless set explicitly) and, with two or more GPUs, one GPU per worker (round robin)."""
+    """The environment of worker `index` of `workers` on this host: the host's worker count (at
+    least `workers`; more if ADVLAB_WORKERS_PER_HOST says other workers share the host) and,
+    with two or more GPUs, one GPU per worker (round robin)."""
     env = dict(base)
-    env.setdefault("ADVLAB_WORKERS_PER_HOST", str(max(1, workers)))
+    configured = int(env.get("ADVLAB_WORKERS_PER_HOST") or 1)
+    env["ADVLAB_WORKERS_PER_HOST"] = str(max(1, workers, configured))
     gpus = visible_gpus(env)
     if len(gpus) > 1:
         env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]

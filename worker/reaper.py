@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable
 
+from lab.clock import utcnow
 from lab.config import Settings, get_settings
 from lab.queue import enqueue_experiment, queue_depth as broker_depth
 from lab.store.base import ExperimentFilter, Store, StoreError
@@ -38,8 +39,6 @@ class ReapReport:
 def _age_s(when: datetime | None, now: datetime) -> float:
     if when is None:
         return float("inf")
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
     return (now - when).total_seconds()
 
 
@@ -57,7 +56,7 @@ class Reaper:
         self._suspects: set[str] = set()  # queued ids seen lost on the previous pass
 
     def _send_to_routed_queue(self, experiment_id: str, settings: Settings) -> None:
-        """Re-send to the queue the row was routed to (cpu/gpu by spec.device; engineer J)."""
+        """Re-send to the queue the row was routed to (cpu/gpu by spec.device)."""
         try:
             queue = self.store.get_experiment(experiment_id).queue
         except StoreError:
@@ -87,13 +86,13 @@ class Reaper:
                 report.failed.append(experiment.id)
 
     def _resend_lost(self, report: ReapReport) -> None:
-        now = datetime.now(timezone.utc)
+        now = utcnow()
         page = self.store.list_experiments(ExperimentFilter(status=["queued"]), limit=500,
                                            order="created_asc")
         old = {e.id for e in page.items
                if _age_s(e.created_at, now) >= self.settings.lost_queued_after_s}
         # the broker depth checked is the default queue's: old rows routed elsewhere (the gpu
-        # queue, engineer J) are re-sent only by a reaper whose default queue it is
+        # queue) are re-sent only by a reaper whose default queue it is
         default = {None, self.settings.queue}
         old = {e.id for e in page.items if e.id in old and e.queue in default}
         if not old or self.queue_depth(self.settings) > 0:

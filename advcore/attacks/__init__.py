@@ -15,11 +15,12 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from advcore.attacks.apgd import apgd_cost, autoattack_cost, run_apgd, run_autoattack
+from advcore.attacks.apgd import (MAX_PAIR_STARTS, apgd_cost, autoattack_cost, run_apgd,
+                                  run_autoattack)
 from advcore.attacks.direction import direction_cost, direction_delta
 from advcore.attacks.losses import attack_loss, attacker_score, binary_target_label, margin
 from advcore.attacks.masking import gradient_flags, rises_with_radius, verdict
-from advcore.attacks.norms import Generator
+from advcore.attacks.norms import Generator, bcast
 from advcore.attacks.pgd import Threat, fgsm, fgsm_cost, pgd_cost, run_pgd, step_sizes
 from advcore.attacks.starts import start_directions
 from advcore.attacks.subspace import make_subspace, projection_flops, subspace_directions
@@ -64,14 +65,23 @@ def _threat(attack: AttackSpec, x: Tensor, radius: Tensor | float, feature_ndim:
 def _attack_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat: Threat, *,
                   direction: Tensor | None, generator: Generator,
                   clusters: Tensor | None = None, cluster_labels: Tensor | None = None,
-                  evaluation: bool = False) -> Tensor:
-    """The attack's perturbation (*lead, *F) within the threat's per-example radii.
-    `evaluation`: only robustness counts (APGD may skip examples already broken)."""
+                  cluster_pairs: bool = False, evaluation: bool = False) -> tuple[Tensor, Tensor | None]:
+    """The attack's perturbation (*lead, *F) within the threat's per-example radii, and its
+    attacker score (*lead) when the attack computed one (None: the fixed-direction attack).
+    `evaluation`: only robustness counts (PGD and APGD stop on examples once broken)."""
     feature_ndim, radius = threat.feature_ndim, threat.radius
     target = attack.target if attack.targeted else None
     if attack.kind in ("apgd", "autoattack"):
         return _apgd_delta(model, x, y, attack, threat, direction=direction, clusters=clusters,
-                           cluster_labels=cluster_labels, generator=generator, prune=evaluation)
+                           cluster_labels=cluster_labels, cluster_pairs=cluster_pairs,
+                           generator=generator, prune=evaluation)
+    if attack.kind == "feature_direction" and attack.directions == "data":
+        starts = start_directions(x, y, feature_ndim=feature_ndim, direction=direction,
+                                  clusters=clusters, cluster_labels=cluster_labels,
+                                  cluster_pairs=None)
+        if starts is None:
+            raise ValueError("the data directions attack needs a data model with directions")
+        return worst_direction(model, x, y, starts, threat, target), None
     if attack.kind == "feature_direction":
         if direction is None:
             raise ValueError("the feature_direction attack needs the data model's direction")
@@ -79,34 +89,57 @@ def _attack_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat
                                 feature_ndim=feature_ndim)
         if threat.box is not None:
             delta = (x + delta).clamp(*threat.box) - x
-        return delta
+        return delta, None
     if attack.kind == "fgsm":
-        return fgsm(model, x, y, threat, loss=attack.loss, target=target)[0]
-    delta, _ = run_pgd(model, x, y, threat, steps=attack.steps,
-                       step_size=step_sizes(attack.step_size, radius, attack.steps),
-                       restarts=attack.restarts, random_start=attack.random_start,
-                       loss=attack.loss, target=target, generator=generator)
-    return delta
+        return fgsm(model, x, y, threat, loss=attack.loss, target=target,
+                    stop_broken=evaluation)
+    return run_pgd(model, x, y, threat, steps=attack.steps,
+                   step_size=step_sizes(attack.step_size, radius, attack.steps),
+                   restarts=attack.restarts, random_start=attack.random_start,
+                   loss=attack.loss, target=target, generator=generator,
+                   stop_broken=evaluation)
+
+
+def worst_direction(model: Model, x: Tensor, y: Tensor, directions: Tensor, threat: Threat,
+                    target: int | None = None) -> Tensor:
+    """Per example the lowest-scoring of the fixed `directions` (*lead, K, *F), each grown to the
+    boundary of the example's ball (and clamped into its box): (*lead, *F). K forward passes."""
+    from advcore.attacks.apgd import direction_start
+
+    n_batch = y.dim() - 1
+    best_delta = torch.zeros_like(x)
+    best = torch.full(y.shape, float("inf"), dtype=x.dtype, device=x.device)
+    with torch.no_grad():
+        for k in range(directions.shape[n_batch + 1]):
+            delta = direction_start(x, directions.select(n_batch + 1, k), threat)
+            score = attacker_score(model(x + delta), y, target)
+            better = score < best
+            best = torch.where(better, score, best)
+            best_delta = torch.where(bcast(better, x), delta, best_delta)
+    return best_delta
 
 
 def _apgd_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat: Threat, *,
                 direction: Tensor | None, clusters: Tensor | None,
-                cluster_labels: Tensor | None, generator: Generator, prune: bool) -> Tensor:
-    """APGD / AutoAttack, started also from the data model's directions when it has any."""
+                cluster_labels: Tensor | None, cluster_pairs: bool, generator: Generator,
+                prune: bool) -> tuple[Tensor, Tensor]:
+    """APGD / AutoAttack, started also from the data model's directions when it has any (the
+    nearest cluster pairs too when the attacked read-out is argmax: `cluster_pairs`)."""
     starts = None
     if attack.data_starts:
         starts = start_directions(x, y, feature_ndim=threat.feature_ndim, direction=direction,
-                                  clusters=clusters, cluster_labels=cluster_labels)
+                                  clusters=clusters, cluster_labels=cluster_labels,
+                                  cluster_pairs=MAX_PAIR_STARTS if cluster_pairs else 0)
     if attack.kind == "autoattack":
         return run_autoattack(model, x, y, threat, steps=attack.steps, restarts=attack.restarts,
                               n_target_classes=attack.n_target_classes, starts=starts,
-                              generator=generator, prune=prune)[0]
+                              generator=generator, prune=prune)
     apgd_t = attack.targeted and attack.target is None
     return run_apgd(model, x, y, threat, steps=attack.steps,
                     restarts=attack.restarts, random_start=attack.random_start,
                     loss=attack.loss, target=attack.target if attack.targeted else None,
                     n_target_classes=attack.n_target_classes if apgd_t else None,
-                    starts=starts, generator=generator, prune=prune)[0]
+                    starts=starts, generator=generator, prune=prune)
 
 
 def flag_loss(attack: AttackSpec) -> str:
@@ -119,7 +152,7 @@ def perturb(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, radius: floa
             feature_ndim: int, subspace_basis: Tensor | None = None,
             direction: Tensor | None = None, generator: Generator = None,
             basis_ndim: int | None = None, clusters: Tensor | None = None,
-            cluster_labels: Tensor | None = None) -> Tensor:
+            cluster_labels: Tensor | None = None, cluster_pairs: bool = False) -> Tensor:
     """Adversarial examples x_adv (same shape as x) at one radius; used by adversarial training.
 
     `generator` may be one torch.Generator or a list of one per seed (x's first dim is then the
@@ -129,11 +162,14 @@ def perturb(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, radius: floa
     `basis_ndim` (feature_ndim or 1) resolves the rare shape ambiguity between the two.
     `direction`: the feature-direction attack's (*F) or per-seed (*B, *F) direction.
     `clusters` (k, *F) or (*B, k, *F) with `cluster_labels` (k,) +-1: cluster means whose
-    opposite-cluster direction apgd / autoattack also start from (advcore.attacks.starts).
+    opposite-cluster direction apgd / autoattack also start from (advcore.attacks.starts);
+    `cluster_pairs`: also from the nearest cluster pairs u_t - u_own (an argmax read-out).
     """
     threat = _threat(attack, x, float(radius), feature_ndim, subspace_basis, basis_ndim)
-    delta = _attack_delta(model, x, y, attack, threat, direction=direction, generator=generator,
-                          clusters=clusters, cluster_labels=cluster_labels)
+    delta, _ = _attack_delta(model, x, y, attack, threat, direction=direction,
+                             generator=generator, clusters=clusters,
+                             cluster_labels=cluster_labels,
+                             cluster_pairs=cluster_pairs)
     return (x.detach() + delta).detach()
 
 
@@ -147,13 +183,19 @@ def robust_accuracy(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, *,
                     feature_ndim: int, subspace_basis: Tensor | None = None,
                     direction: Tensor | None = None, generator: Generator = None,
                     basis_ndim: int | None = None, clusters: Tensor | None = None,
-                    cluster_labels: Tensor | None = None) -> AttackResult:
+                    cluster_labels: Tensor | None = None,
+                    cluster_pairs: bool = False, early_exit: bool = True) -> AttackResult:
     """Robust accuracy at every radius of `attack` (radius 0 = clean accuracy).
+
+    `early_exit`: PGD / APGD stop attacking an example once it is broken (the same accuracy;
+    its margin is then the first one found <= 0, not the lowest); False runs every example to
+    the last step (the reference the early exit is tested against).
 
     For fgsm/pgd an example counts as robust at radius r only if neither the attack (at r or at
     any smaller radius: those perturbations are feasible at r too) nor a random point of the ball
     at r misclassifies it; flags report where the raw attack looked masked. The
-    feature_direction attack is reported as is: its closed form, one fixed shift per radius.
+    feature_direction attacks are reported as is: fixed shifts per radius (the data directions
+    attack: the worst of the data model's directions per example).
     """
     radii = [float(r) for r in attack.radii]
     n_batch = x.dim() - feature_ndim - 1
@@ -172,9 +214,14 @@ def robust_accuracy(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, *,
             threat = _threat(attack, xs, r, feature_ndim, subspace_basis, basis_ndim)
             if gradient_attack:  # noise first: the attack's draws then do not depend on it
                 noise_margins.append(margin(model(xs + threat.sample(xs, generator)), ys))
-            delta = _attack_delta(model, xs, ys, attack, threat, direction=direction,
-                                  generator=generator, clusters=clusters,
-                                  cluster_labels=cluster_labels, evaluation=True)
+            delta, score = _attack_delta(model, xs, ys, attack, threat, direction=direction,
+                                         generator=generator, clusters=clusters,
+                                         cluster_labels=cluster_labels,
+                                         cluster_pairs=cluster_pairs,
+                                         evaluation=early_exit)
+            if score is not None and target is None:  # untargeted: the score is the margin
+                attack_margins.append(score)
+                continue
             logits = model(xs + delta)
             attack_margins.append(margin(logits, ys))
             if target is not None:
@@ -239,14 +286,16 @@ def robust_accuracy_cost(attack: AttackSpec, ctx: AttackContext, n_seeds: int, n
     """(FLOPs term, peak-bytes term) of one `robust_accuracy` call on n_points per seed.
 
     Radii are stacked into the example dim in chunks of MAX_STACKED_ELEMENTS per seed; a
-    gradient attack adds a random-noise forward (with its subspace sampling) and a final
-    forward per stacked example, and one forward + input gradient on the clean points for the
-    masking flags."""
+    gradient attack adds a random-noise forward (with its subspace sampling), and one forward
+    + input gradient on the clean points for the masking flags; a final forward per stacked
+    example scores the fixed-direction and the targeted attacks (the others return their
+    margins). PGD's and APGD's early exit is not counted: the price is an upper bound."""
     kind = attack_cost(attack, ctx)
     R, D, F = len(attack.radii), ctx.in_elements, ctx.model.forward
     chunk = min(R, max(1, MAX_STACKED_ELEMENTS // max(n_points * D, 1)))
     gradient = attack.kind != "feature_direction"
-    per_example = kind.flops + F
+    scored = not gradient or (attack.targeted and attack.target is not None)
+    per_example = kind.flops + F * scored
     if gradient:
         K = subspace_directions(attack.subspace, ctx.data.features)
         per_example += F + 2 * projection_flops(K, D)

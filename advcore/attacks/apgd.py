@@ -310,17 +310,31 @@ def run_autoattack(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps:
 
 APGD_WORKING_INPUTS = 7  # delta, its previous iterate, best, best-at-checkpoint, grad, x, step state
 MAX_DATA_STARTS = 3  # feature direction, class-mean difference, opposite clusters (advcore.attacks.starts)
+MAX_PAIR_STARTS = 4  # nearest cluster pairs an argmax read-out's attack starts from
 
 
 def _apgd_runs(attack, ctx, *, targeted_classes: bool) -> int:
     """Runs of APGD per example: (direction starts + random restarts) per loss target."""
-    binary_head = ctx.data.binary and (attack.readout == "binary" or not ctx.data.has_readout)
+    binary_head = ctx.data.binary and (attack.readout != "fine" or not ctx.data.has_readout)
     n_classes = ctx.data.n_classes or 2
     targets = 1
     if targeted_classes and not binary_head:
         targets = max(1, min(attack.n_target_classes, n_classes - 1))
-    starts = MAX_DATA_STARTS if attack.data_starts else 0
+    # the data models' start directions exist for binary labels only (advcore.attacks.starts)
+    starts = data_starts(ctx) if attack.data_starts and binary_head else 0
     return targets * (starts + (attack.restarts if attack.random_start else 1))
+
+
+def data_starts(ctx: AttackContext, pairs: int | None = MAX_PAIR_STARTS) -> int:
+    """Start directions of a data model with clusters, at most: feature direction, class-mean
+    difference, opposite clusters, and (an argmax read-out, or `pairs` None: all of them) the
+    cluster pairs of an opposite side, at most k - 1 clusters."""
+    if "cluster" not in ctx.data.features:
+        return MAX_DATA_STARTS
+    if pairs is not None and ctx.readout != "argmax":
+        return MAX_DATA_STARTS
+    k = ctx.data.features["cluster"][0]
+    return MAX_DATA_STARTS + (k - 1 if pairs is None else min(pairs, k - 1))
 
 
 def apgd_cost(attack, ctx: AttackContext, *, targeted_classes: bool | None = None) -> AttackCost:
@@ -336,7 +350,7 @@ def apgd_cost(attack, ctx: AttackContext, *, targeted_classes: bool | None = Non
     per_run = (2 * attack.steps + 1) * ctx.model.forward + (2 * attack.steps + 2) * proj
     # the direction starts (*lead, K, *F) stay live through every run
     inputs = APGD_WORKING_INPUTS + (attack.box is not None) + (K > 0) \
-        + (MAX_DATA_STARTS if attack.data_starts else 0)
+        + (data_starts(ctx) if attack.data_starts else 0)
     working = inputs * ctx.in_elements * FLOAT + ctx.model.backward_bytes
     factors = [Factor((*ctx.loc, "steps"), attack.steps, 100),
                Factor((*ctx.loc, "restarts"), attack.restarts, 5)]

@@ -49,7 +49,15 @@ def direction_delta(x: Tensor, y: Tensor, radius: Tensor | float, direction: Ten
 
 
 def direction_cost(attack, ctx: AttackContext) -> AttackCost:
-    """A fixed shift per example: no model passes; the shift (and its clamped copy in a box)."""
+    """A fixed shift per example: no model passes; the shift (and its clamped copy in a box).
+    The data directions: one forward pass per direction, the directions and the best shift."""
     inputs = 1 + (attack.box is not None)
+    if attack.directions == "data":
+        from advcore.attacks.apgd import data_starts
+
+        K = data_starts(ctx, pairs=None)
+        return AttackCost(flops=K * ctx.model.forward,
+                          bytes=(inputs + 1 + K) * ctx.in_elements * FLOAT + ctx.model.eval_bytes,
+                          factors=())
     return AttackCost(flops=0.0, bytes=inputs * ctx.in_elements * FLOAT + ctx.model.eval_bytes,
                       factors=())

@@ -7,15 +7,15 @@ steps or restarts can only make the attack stronger.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
 from torch import Tensor
 
 from advcore.attacks.losses import attack_loss, attacker_score
-from advcore.attacks.norms import (Generator, bcast, project_ball, sample_ball,
-                                   shrink_into_ball, steepest_direction)
+from advcore.attacks.norms import (_TINY, Generator, ball_norm, bcast, project_ball,
+                                   sample_ball, shrink_into_ball, steepest_direction)
 from advcore.attacks.subspace import Subspace, projection_flops, subspace_directions
 from advcore.cost import FLOAT, AttackContext, AttackCost, Factor
 
@@ -57,6 +57,23 @@ class Threat:
             grad = self.subspace.project(grad)
         return steepest_direction(grad, self.norm, self.ball_ndim)
 
+    def advance(self, x: Tensor, x_adv: Tensor, grad: Tensor, step: Tensor | float) -> Tensor:
+        """The next iterate: x_adv moved by `step` along the steepest ascent of `grad`, mapped
+        into the feasible set. Works in place on the new direction tensor (one input-sized
+        allocation per step); returns the point x + delta, not the perturbation."""
+        delta = self.ascent(grad).mul_(step).add_(x_adv).sub_(x)
+        if self.subspace is not None:
+            return delta.copy_(self.constrain(x, delta)).add_(x)
+        if self.norm == "linf":
+            r = bcast(self.radius, delta)
+            delta = delta.clamp_(min=-r, max=r) if isinstance(r, Tensor) else delta.clamp_(-r, r)
+        else:
+            n = ball_norm(delta, "l2", self.ball_ndim)
+            scale = (bcast(self.radius, n) / n.clamp_min(_TINY)).clamp_(max=1.0)
+            delta.mul_(scale.reshape(scale.shape + (1,) * self.ball_ndim))
+        delta.add_(x)
+        return delta.clamp_(*self.box) if self.box is not None else delta
+
     def sample(self, x: Tensor, generator: Generator) -> Tensor:
         """A random feasible perturbation (the random start / the random-noise baseline)."""
         if self.subspace is not None:
@@ -67,38 +84,116 @@ class Threat:
         return self.constrain(x, delta)
 
 
+def _gather(value: Tensor | float, order: Tensor, dim: int) -> Tensor | float:
+    """`value` (*B, N, ...) at per-row example indices `order` (*B, K) along the example dim
+    `dim`; floats and tensors that broadcast along it pass through."""
+    if not isinstance(value, Tensor) or value.dim() <= dim or value.shape[dim] == 1:
+        return value
+    index = order.reshape(order.shape + (1,) * (value.dim() - dim - 1))
+    return value.gather(dim, index.expand(*order.shape, *value.shape[dim + 1:]))
+
+
+def _unbroken_first(best: Tensor) -> Tensor | None:
+    """Per row of the seed dims, the example indices with the unbroken (score > 0) first, cut to
+    the largest unbroken count over rows (*B, K); None when nothing is left to attack."""
+    unbroken = best > 0
+    k = int(unbroken.sum(-1).max()) if unbroken.numel() else 0
+    if k == 0:
+        return None
+    return (~unbroken).to(torch.uint8).sort(dim=-1, stable=True).indices[..., :k]
+
+
 def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
             step_size: Tensor | float, restarts: int = 1, random_start: bool = True,
             loss: str = "margin", target: int | None = None,
-            generator: Generator = None) -> tuple[Tensor, Tensor]:
+            generator: Generator = None, stop_broken: bool = False) -> tuple[Tensor, Tensor]:
     """Maximise the attack loss over the threat set; returns (delta, score) of each example's
     worst case: delta (*lead, *F), score (*lead) = attacker_score (lower = more successful).
 
     x (*lead, *F); y (*lead) (binary +-1 float or long classes); step_size per example (*lead)
     or a float. Gradients are taken w.r.t. the perturbation only (model parameters untouched).
+
+    The score of an iterate comes from the forward pass that also gives its gradient; each
+    restart adds one forward for its last iterate. `stop_broken` (evaluation, untargeted): an
+    example whose score reaches <= 0 is broken for good (its worst case only falls), so it
+    keeps that worst case and stops. Each row of the seed dims keeps its unbroken examples in
+    front and the batch shrinks to the largest unbroken count over rows (the others' broken
+    examples fill their rows, frozen); later restarts start from the unbroken ones only.
+    Random starts are drawn for every example, so S batched seeds draw what S runs draw.
     """
     x = x.detach()
-    step = bcast(step_size, x)
+    n_batch = y.dim() - 1
+    stop = stop_broken and target is None
+    score_is_loss = loss == "margin" and target is None  # attack_loss = -margin = -score
     best_delta = torch.zeros_like(x)
     best_score = torch.full(y.shape, float("inf"), dtype=x.dtype, device=x.device)
+    step = bcast(step_size, x)
     for _ in range(restarts if random_start else 1):
-        delta = threat.sample(x, generator) if random_start else torch.zeros_like(x)
+        start = threat.sample(x, generator) if random_start else None  # drawn for all
+        order = _unbroken_first(best_score) if stop else \
+            torch.arange(y.shape[-1], device=x.device).expand(y.shape)
+        if order is None:
+            break
+        sub = _Active(x, y, threat, step, best_score, order, n_batch)
+        x_adv = sub.x.clone() if start is None else sub.x + _gather(start, order, n_batch)
         for t in range(steps + 1):
             last = t == steps
             with torch.set_grad_enabled(not last):
-                delta.requires_grad_(not last)
-                logits = model(x + delta)
+                x_adv.requires_grad_(not last)
+                logits = model(x_adv)
                 if not last:
-                    grad = _input_gradient(attack_loss(logits, y, loss, target).sum(), delta)
+                    objective = attack_loss(logits, sub.y, loss, target)
+                    grad = _input_gradient(objective.sum(), x_adv)
             with torch.no_grad():
-                score = attacker_score(logits.detach(), y, target)
-                better = score < best_score  # (*lead)
-                best_score = torch.where(better, score, best_score)
-                delta = delta.detach()
-                best_delta = torch.where(bcast(better, x), delta, best_delta)
-                if not last:
-                    delta = threat.constrain(x, delta + step * threat.ascent(grad))
+                x_adv = x_adv.detach()
+                score = -objective.detach() if score_is_loss and not last else \
+                    attacker_score(logits.detach(), sub.y, target)
+                better = score < sub.best  # (*lead) of the active batch
+                if stop:
+                    better &= sub.best > 0  # broken examples are frozen
+                sub.best = torch.where(better, score, sub.best)
+                rows = better.nonzero(as_tuple=True)  # only improved rows are written
+                if rows[0].numel():
+                    full = (*rows[:-1], sub.order[rows])
+                    best_score[full] = score[rows]
+                    best_delta[full] = x_adv[rows] - sub.x[rows]
+                if last:
+                    break
+                x_adv = sub.threat.advance(sub.x, x_adv, grad, sub.step)
+                if stop:
+                    unbroken = (sub.best > 0).sum(-1).max()
+                    if int(unbroken) < sub.best.shape[-1]:
+                        kept = _unbroken_first(sub.best)
+                        if kept is None:
+                            break
+                        sub = sub.select(kept)
+                        x_adv = _gather(x_adv, kept, n_batch)
     return best_delta, best_score
+
+
+class _Active:
+    """The examples still attacked, per row of the seed dims: inputs, labels, radii, step
+    sizes, each one's worst score so far, and `order` (*B, K), their indices in the batch."""
+
+    def __init__(self, x, y, threat, step, best, order, dim) -> None:
+        self.dim, self.order = dim, order
+        n = y.shape[-1]
+        full = order.shape[-1] == n and bool((order == torch.arange(n, device=order.device)).all())
+        self._set(x, y, threat, step, best, (lambda v: v) if full else
+                  (lambda v: _gather(v, order, dim)))
+
+    def _set(self, x, y, threat, step, best, pick) -> None:
+        self.x, self.y, self.step, self.best = pick(x), pick(y), pick(step), pick(best)
+        radius = pick(threat.radius)
+        self.threat = threat if radius is threat.radius else replace(threat, radius=radius)
+
+    def select(self, kept: Tensor) -> "_Active":
+        """The sub-batch at per-row positions `kept` (*B, K') of this one."""
+        out = object.__new__(_Active)
+        out.dim, out.order = self.dim, self.order.gather(-1, kept)
+        out._set(self.x, self.y, self.threat, self.step, self.best,
+                 lambda v: _gather(v, kept, self.dim))
+        return out
 
 
 def _input_gradient(objective: Tensor, delta: Tensor) -> Tensor:
@@ -111,10 +206,10 @@ def _input_gradient(objective: Tensor, delta: Tensor) -> Tensor:
 
 
 def fgsm(model: Model, x: Tensor, y: Tensor, threat: Threat, *, loss: str = "margin",
-         target: int | None = None) -> tuple[Tensor, Tensor]:
+         target: int | None = None, stop_broken: bool = False) -> tuple[Tensor, Tensor]:
     """One steepest-ascent step of the full radius from the clean point (no random start)."""
     return run_pgd(model, x, y, threat, steps=1, step_size=threat.radius, random_start=False,
-                   loss=loss, target=target)
+                   loss=loss, target=target, stop_broken=stop_broken)
 
 
 def step_sizes(step_size: str | float, radius: Tensor | float, steps: int) -> Tensor | float:

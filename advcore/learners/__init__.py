@@ -11,13 +11,10 @@ from advcore.learners.base import BatchedModel
 LEARNERS: dict[str, Callable[..., BatchedModel]] = {}
 
 
-def register(kind: str, cls: Callable[..., BatchedModel]) -> None:
-    LEARNERS[kind] = cls
-
-
 def _load() -> None:
     from advcore.learners.cnn import CNN
     from advcore.learners.mlp import MLP
+    from advcore.learners.patch_cnn import PatchCNN
     from advcore.learners.resnet import ResNet18
     from advcore.learners.two_layer import TwoLayerReLU
 
@@ -25,12 +22,7 @@ def _load() -> None:
     LEARNERS.setdefault("mlp", MLP)
     LEARNERS.setdefault("cnn", CNN)
     LEARNERS.setdefault("resnet18", ResNet18)
-    try:  # engineer C's patch model
-        from advcore.learners import patch_cnn
-    except ImportError:
-        return
-    if hasattr(patch_cnn, "PatchCNN"):
-        LEARNERS.setdefault("patch_cnn", patch_cnn.PatchCNN)
+    LEARNERS.setdefault("patch_cnn", PatchCNN)
 
 
 def build_learner(spec, in_shape: tuple[int, ...], n_outputs: int, seeds: list[int],
@@ -40,7 +32,14 @@ def build_learner(spec, in_shape: tuple[int, ...], n_outputs: int, seeds: list[i
     kind = spec.learner.kind
     if kind not in LEARNERS:
         raise NotImplementedError(f"no learner for kind {kind!r}")
-    return LEARNERS[kind](spec.learner, tuple(in_shape), n_outputs, list(seeds)).to(device)
+    model = LEARNERS[kind](spec.learner, tuple(in_shape), n_outputs, list(seeds)).to(device)
+    from advcore.device import compile_requested
+
+    if compile_requested():  # opt-in: advcore.compiled says where it pays
+        from advcore.compiled import compile_forward
+
+        compile_forward(model)
+    return model
 
 
-__all__ = ["BatchedModel", "LEARNERS", "build_learner", "register"]
+__all__ = ["BatchedModel", "LEARNERS", "build_learner"]

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Literal, Sequence
 
-Status = Literal["queued", "running", "succeeded", "failed", "canceled"]
-TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
+from lab.status import TERMINAL, Status  # noqa: F401  (the store's vocabulary)
 
 
 class StoreError(Exception):
@@ -101,10 +100,10 @@ class ExperimentFilter:
     name_contains: str | None = None
     spec_hash: str | None = None
     spec_fields: dict[str, str] = field(default_factory=dict)  # {"data.kind": "patch"}
-    owner: str | None = None  # engineer J: only this owner's experiments
+    owner: str | None = None  # only this owner's experiments
 
 
-# ---------------------------------------------------------------- sweeps (engineer I)
+# ---------------------------------------------------------------- sweeps
 
 
 @dataclass(frozen=True)
@@ -142,7 +141,7 @@ class Sweep:
     created_at: datetime
     members: list[SweepMember]
     idempotency_key: str | None = None
-    owner: str | None = None  # who created it (engineer J, migration 0003)
+    owner: str | None = None  # who created it (migration 0003)
 
 
 class Store(abc.ABC):
@@ -259,8 +258,12 @@ class Store(abc.ABC):
     def ping(self) -> None:
         """Raise if the database cannot be reached."""
 
-    # ---------------------------------------------------------------- sweeps (engineer I;
-    # implemented by lab.store.sweeps.SweepStoreMixin)
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the connections (the store is not used afterwards)."""
+
+    # ---------------------------------------------------------------- sweeps
+    # (implemented by lab.store.sweeps.SweepStoreMixin)
 
     @abc.abstractmethod
     def create_sweep(
@@ -295,7 +298,7 @@ class Store(abc.ABC):
         """Delete the sweep and its member links (not the experiments). Raises NotFound."""
 
     # ---------------------------------------------------------------- users, tokens, fair claim
-    # (engineer J; implemented by lab.store.users.UserStoreMixin)
+    # (implemented by lab.store.users.UserStoreMixin)
 
     @abc.abstractmethod
     def create_user(self, name: str, *, is_admin: bool = False) -> "User":

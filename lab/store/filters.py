@@ -57,6 +57,6 @@ def experiment_conditions(flt: ExperimentFilter, dialect: str) -> list[sa.Column
         conds.append(E.c.spec_hash == flt.spec_hash)
     for path, value in flt.spec_fields.items():
         conds.append(_spec_field(path, str(value), dialect))
-    if flt.owner is not None:  # engineer J
+    if flt.owner is not None:
         conds.append(E.c.owner == flt.owner)
     return conds

@@ -54,7 +54,3 @@ def current(url: str | None = None, *, engine: sa.Engine | None = None) -> set[s
     finally:
         if own:
             engine.dispose()
-
-
-def is_at_head(url: str | None = None, *, engine: sa.Engine | None = None) -> bool:
-    return current(url, engine=engine) == head_revisions()

@@ -91,7 +91,7 @@ class ExperimentRow(Base):
     retry_of: Mapped[str | None] = mapped_column(
         sa.String(32), sa.ForeignKey("experiments.id", ondelete="SET NULL"))
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(200))  # unique per owner
-    # lab server (engineer J, migration 0003): who submitted it, its priority among that
+    # lab server (migration 0003): who submitted it, its priority among that
     # user's jobs, and the Celery queue it was routed to (None: rows from before 0003)
     owner: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     priority: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
@@ -100,7 +100,7 @@ class ExperimentRow(Base):
     __table_args__ = (
         # keyset pagination walks (created_at, id)
         sa.Index("ix_experiments_created_at_id", "created_at", "id"),
-        # the fair claim scans queued rows of one queue (engineer J)
+        # the fair claim scans queued rows of one queue
         sa.Index("ix_experiments_status_queue", "status", "queue"),
         # Idempotency-Key is per user: another owner's key is invisible (migration 0004)
         sa.Index("uq_experiments_owner_idempotency_key", "owner", "idempotency_key", unique=True),

@@ -32,6 +32,7 @@ from lab.store.series import BLK, write_points
 from lab.clock import utcnow
 from lab.store.public_error import public_error
 from lab.store.quota_lock import admit, lock_owner
+from lab.status import STATUSES
 from lab.store.orm import ExperimentRow, MatrixRow, MetricPointRow, MetricSeriesRow, UtcDateTime
 from lab.store.orm import finite_json as _finite, to_experiment as _to_experiment
 from lab.store.session import Sessions, WalCheckpointer, sqlite_file
@@ -67,7 +68,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ValueError(f"invalid cursor: {cursor!r}") from exc
 
 
-class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # sweeps.py; users.py (engineer J)
+class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # mixins: users.py, sweeps.py
     def __init__(self, engine: sa.Engine, *, metric_batch: int = 500,
                  checkpoint_every_s: float | None = None) -> None:
         self.engine = engine
@@ -78,6 +79,7 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # sweeps.py; users.py (
                              if database and checkpoint_every_s else None)
 
     def close(self) -> None:
+        """Release the connection pool (and stop the WAL checkpointer)."""
         if self.checkpointer is not None:
             self.checkpointer.stop()
         self.engine.dispose()
@@ -338,7 +340,7 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # sweeps.py; users.py (
         return out
 
     def counts_by_status(self) -> dict[str, int]:
-        counts = {s: 0 for s in ("queued", "running", "succeeded", "failed", "canceled")}
+        counts = {s: 0 for s in STATUSES}
         with self.sessions.read() as s:
             for status, n in s.execute(sa.select(E.c.status, sa.func.count()).group_by(E.c.status)):
                 counts[status] = n

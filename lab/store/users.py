@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from lab.clock import utcnow
 from lab.store.base import ApiToken, Duplicate, Experiment, NotFound, User
-from lab.store.orm import Base, ExperimentRow, UtcDateTime, to_experiment as _to_experiment
+from lab.store.orm import Base, ExperimentRow, UtcDateTime
 
 CLAIM_CANDIDATES = 8  # fair-order candidates tried per round (others may win the race for one)
 CLAIM_ROUNDS = 3
@@ -57,10 +58,6 @@ T = ApiTokenRow.__table__
 E = ExperimentRow.__table__
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def _user(row: sa.Row) -> User:
     return User(name=row.name, is_admin=bool(row.is_admin), created_at=row.created_at)
 
@@ -80,7 +77,7 @@ class UserStoreMixin:
         try:
             with self.sessions.write() as s:
                 row = s.execute(sa.insert(U).values(name=name, is_admin=is_admin,
-                                                    created_at=_now()).returning(U)).one()
+                                                    created_at=utcnow()).returning(U)).one()
                 return _user(row)
         except IntegrityError:
             raise Duplicate(f"user {name!r} already exists") from None
@@ -103,7 +100,7 @@ class UserStoreMixin:
         with self.sessions.write() as s:
             row = s.execute(sa.insert(T).values(
                 id=uuid.uuid4().hex, user_name=user, token_hash=token_hash, label=label,
-                created_at=_now(), revoked_at=None).returning(T)).one()
+                created_at=utcnow(), revoked_at=None).returning(T)).one()
             return _token(row)
 
     def user_for_token(self, token_hash: str) -> User | None:
@@ -126,7 +123,7 @@ class UserStoreMixin:
     def revoke_token(self, token_id: str) -> ApiToken:
         with self.sessions.write() as s:
             s.execute(sa.update(T).where(T.c.id == token_id, T.c.revoked_at.is_(None))
-                      .values(revoked_at=_now()))
+                      .values(revoked_at=utcnow()))
             row = s.execute(sa.select(T).where(T.c.id == token_id)).one_or_none()
         if row is None:
             raise NotFound(f"token {token_id!r} not found")

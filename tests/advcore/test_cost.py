@@ -18,7 +18,7 @@ from advcore.cost import (DATA_COSTS, data_cost, estimate, matrix_bytes, metric_
 from advcore.observe import CollectingObserver
 from advcore.run import run_experiment
 from advcore.spec import parse_spec
-from tests.advcore.measured import SHRUNK, fake_image_files, measure, shrunk, single_thread
+from devtools.measured import SHRUNK, fake_image_files, measure, shrunk, single_thread
 
 EXAMPLES = sorted(Path(__file__).resolve().parents[2].glob("examples/*.json"))
 GB = 2**30

@@ -173,3 +173,73 @@ def test_a_summary_stored_before_version_2_reads_back_without_its_matrix():
     assert summary.metrics()["test/robust_accuracy/pgd_l2@4"] == 0.5
     assert summary.headline() == ("pgd_l2@4", 0.5)
     assert RunSummary.from_stored(summary.to_stored()) == summary  # stored as is
+
+
+# ----------------------------------------------------------------------------- vs torchattacks
+
+DIGITS_SEED, DIGITS_RADII = 23, [0.05, 0.1, 0.15]  # l-inf, box [0, 1]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """An MLP [96, 48] on the 10-class 8x8 digits, trained and evaluated by advcore's own
+    pipeline (fgsm, pgd and autoattack on 200 test points); returns the summary, the trained
+    model as an (N, 1, 8, 8) -> (N, 10) module and those points."""
+    spec = parse_spec({
+        "seed": DIGITS_SEED,
+        "data": {"kind": "image", "dataset": "digits", "binary": None},
+        "learner": {"kind": "mlp", "widths": [96, 48]},
+        "training": {"epochs": 150, "optimizer": {"kind": "adam", "lr": 0.01}},
+        "evaluation": {"every": 150, "record": [], "n_attack": 200, "attacks": [
+            {"kind": "fgsm", "norm": "linf", "radii": DIGITS_RADII},
+            {"kind": "pgd", "norm": "linf", "radii": DIGITS_RADII, "steps": 50},
+            {"kind": "autoattack", "norm": "linf", "radii": DIGITS_RADII}]},
+    }).resolve()
+    with _one_thread():
+        data = stack_seeds([build_data(spec.data, DIGITS_SEED, "cpu")])
+        task = make_task(spec, data)
+        model = build_learner(spec, data.in_shape, task.n_outputs, spec.seed_list,
+                              torch.device("cpu"))
+        evaluator = Evaluator(spec, model, data, task, CollectingObserver())
+        train(spec, model, data, task, CollectingObserver(), evaluator)
+        summary = build_summary(evaluator.final, spec.seed_list, 0.02)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+    class OneSeed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.batched = model
+
+        def forward(self, x):  # (N, 1, 8, 8) -> (N, 10)
+            return self.batched(x.unsqueeze(0))[0]
+
+    return summary, OneSeed().eval(), data.x_test[0, :200], data.y_test[0, :200]
+
+
+def test_digits_minimum_is_autoattacks_number_within_a_point_of_torchattacks(digits):
+    torchattacks = pytest.importorskip("torchattacks")
+    summary, model, x, y = digits
+    assert summary.clean_accuracy.test > 0.9 and x.min() >= 0 and x.max() <= 1
+    own = {(r.attack, r.radius): r.accuracy for r in summary.robust_accuracy}
+    mins = {m.radius: m for m in summary.robust_min}
+    for eps in DIGITS_RADII:
+        cascade = torchattacks.MultiAttack([
+            torchattacks.APGD(model, norm="Linf", eps=eps, steps=100, loss="ce", seed=0),
+            torchattacks.APGDT(model, norm="Linf", eps=eps, steps=100, n_classes=10, seed=0)])
+        with torch.no_grad():
+            theirs = float((model(cascade(x, y)).argmax(1) == y).float().mean())
+        m = mins[eps]
+        assert m.threat == "min_linf" and m.attacks == ["fgsm_linf", "pgd_linf",
+                                                       "autoattack_linf"]
+        assert abs(m.accuracy - theirs) <= 0.01 + 1e-6, (eps, m.accuracy, theirs)
+        assert abs(m.accuracy - own[("autoattack_linf", eps)]) <= 0.01 + 1e-6
+        assert m.accuracy <= min(own[(a, eps)] for a in m.attacks) + 1e-6
+    assert mins[0.1].accuracy < summary.clean_accuracy.test - 0.3  # the radii matter
+    # the full standard AutoAttack (+ FAB-T, Square) at the middle radius
+    standard = torchattacks.AutoAttack(model, norm="Linf", eps=0.1, version="standard",
+                                       n_classes=10, seed=0)
+    with torch.no_grad():
+        theirs = float((model(standard(x, y)).argmax(1) == y).float().mean())
+    assert abs(mins[0.1].accuracy - theirs) <= 0.01 + 1e-6, (mins[0.1].accuracy, theirs)

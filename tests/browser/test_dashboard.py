@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import IN_CI
-from tests.e2e.stack import REPO, launch_stack
+from devtools.stack import REPO, launch_stack
 
 CHROMIUM = os.environ.get("ADVLAB_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -181,3 +181,74 @@ def test_cancel_button_stops_a_running_experiment(page, stack):
     assert stack.get(experiment_id)["status"] == "canceled"
     assert page.query_selector("#cancel") is None  # a finished job offers no cancel
     assert page.problems == []
+
+
+# --------------------------------------------------------------------------- ADVLAB_AUTH=tokens
+
+
+@pytest.fixture(scope="module")
+def tokens_stack(tmp_path_factory):
+    """A server with tokens on and no worker (a queued job cancels at once)."""
+    from tests.e2e.stack import add_users
+
+    _require_browser()
+    stack = launch_stack(tmp_path_factory.mktemp("browser-tokens"), {"ADVLAB_AUTH": "tokens"},
+                         workers=0)
+    stack.users = add_users(stack, ["alice", "bob"])
+    yield stack
+    stack.close()
+
+
+def test_login_then_cancel_from_the_page_then_logout(browser, tokens_stack):
+    import httpx
+
+    stack = tokens_stack
+    with stack.client() as client:
+        def submit(user: str) -> str:
+            response = client.post("/v1/experiments", headers=stack.users[user], json={
+                "name": f"{user}'s job", "data": {"kind": "multi_cluster", "d": 20, "k": 4,
+                                                  "n_train": 64, "n_test": 32}})
+            assert response.status_code == 202, response.text
+            return response.json()["id"]
+
+        mine, theirs = submit("alice"), submit("bob")
+    context = browser.new_context(base_url=stack.base_url)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"JS error: {exc}"))
+    try:
+        page.goto(f"/experiments/{mine}")  # no session: the login page, remembering the target
+        assert "/login?next=/experiments/" in page.url
+        page.fill("#token", "advlab_not-a-token")
+        page.click("#login-submit")
+        assert "invalid or revoked token" in page.inner_text("#login-error")
+        page.fill("#token", stack.users["alice"]["Authorization"].split(" ", 1)[1])
+        page.click("#login-submit")
+        page.wait_for_url(f"**/experiments/{mine}")
+        cookie = next(c for c in context.cookies() if c["name"] == "advlab_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert page.evaluate("document.cookie") == ""  # the page's scripts cannot read it
+        assert page.inner_text("#user") == "alice"
+        shot(page, "7-logged-in")
+
+        page.goto(f"/experiments/{theirs}")  # bob's job: visible, but no cancel button
+        assert page.query_selector("#cancel") is None
+        page.goto(f"/experiments/{mine}")
+        page.click("#cancel")  # the in-page fetch: session cookie + the page's CSRF token
+        page.wait_for_selector('#status[data-status="canceled"]')
+        status = httpx.get(f"{stack.base_url}/v1/experiments/{mine}",
+                           headers=stack.users["bob"], timeout=30).json()["status"]
+        assert status == "canceled"
+        page.goto("/")
+        assert page.query_selector(f'tr.exp-row[data-id="{theirs}"]') is not None
+        shot(page, "8-table-logged-in")
+
+        page.click("#logout")
+        page.wait_for_url("**/login")
+        assert not [c for c in context.cookies() if c["name"] == "advlab_session"]
+        page.goto("/sweeps")
+        assert "/login?next=/sweeps" in page.url
+        assert problems == []
+    finally:
+        context.close()

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.e2e.stack import REPO, free_port
+from devtools.stack import REPO, free_port
 
 SERVER_COMMANDS = ["submit", "ls", "show", "cancel", "metrics", "plot", "export", "templates",
                    "compare", "sweep"]

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from client.overrides import parse_override, set_path
-from tests.e2e.stack import REPO
+from devtools.stack import REPO
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tests.e2e.stack import Stack, series_by_key
+from devtools.stack import Stack, series_by_key
 
 
 def evaluation_steps(spec: dict) -> list[int]:
-    """Epoch 0, every `every`-th epoch and the last one (advcore.train.eval_epochs)."""
+    """Epoch 0, every `every`-th epoch and the last one (advcore.schedule.evaluation_plan)."""
     epochs, every = spec["training"]["epochs"], spec["evaluation"]["every"]
     return sorted({0, *range(every, epochs + 1, every), epochs})
 

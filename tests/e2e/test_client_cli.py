@@ -16,7 +16,7 @@ import pytest
 
 from client.api import AdvlabError, Client, JobFailed
 from tests.e2e.checks import evaluation_steps, expected_metric_names
-from tests.e2e.stack import REPO, launch_stack, tiny_spec
+from devtools.stack import REPO, launch_stack, tiny_spec
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

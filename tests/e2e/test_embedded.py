@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.e2e.checks import assert_full_run_results
-from tests.e2e.stack import REPO, Stack, free_port, launch_stack, tiny_spec
+from devtools.stack import REPO, Stack, free_port, launch_stack, tiny_spec
 
 
 @pytest.fixture(scope="module")

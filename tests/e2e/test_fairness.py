@@ -13,8 +13,8 @@ from datetime import datetime
 import httpx
 import pytest
 
-from tests.conftest import throwaway_pg_database
-from tests.e2e.stack import REPO, TERMINAL, launch_stack, tiny_spec
+from devtools.services import throwaway_pg_database
+from devtools.stack import REPO, TERMINAL, launch_stack, tiny_spec
 
 FLOOD = 50
 

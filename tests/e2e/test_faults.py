@@ -28,9 +28,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import IN_CI, throwaway_pg_database
+from devtools.services import throwaway_pg_database
+from tests.conftest import IN_CI
 from tests.e2e.checks import assert_points_complete
-from tests.e2e.stack import TERMINAL, free_port, launch_stack, tiny_spec
+from devtools.stack import TERMINAL, free_port, launch_stack, tiny_spec
 
 pytestmark = [pytest.mark.postgres]
 

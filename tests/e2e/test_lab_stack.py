@@ -9,9 +9,9 @@ import uuid
 import pytest
 import redis
 
-from tests.conftest import throwaway_pg_database
+from devtools.services import throwaway_pg_database
 from tests.e2e.checks import assert_full_run_results
-from tests.e2e.stack import launch_stack, tiny_spec
+from devtools.stack import launch_stack, tiny_spec
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 

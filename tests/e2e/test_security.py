@@ -10,33 +10,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.auth import generate_token, hash_token
+from service.auth import generate_token
 from tests.conftest import throwaway_pg_database
-from tests.e2e.stack import Stack, launch_stack, tiny_spec
+from tests.e2e.stack import Stack, add_users, launch_stack, tiny_spec
 
 USERS = ("alice", "bob")
 
 
-def _database_url(stack: Stack) -> str:
-    return stack.env.get("ADVLAB_DATABASE_URL") or \
-        f"sqlite:///{Path(stack.env['ADVLAB_HOME']) / 'advlab.db'}"
-
-
 def _add_users(stack: Stack) -> dict[str, dict[str, str]]:
-    """alice and bob with one token each → their Authorization headers."""
-    from lab.store import open_store
-
-    store = open_store(_database_url(stack))
-    headers = {}
-    try:
-        for name in USERS:
-            store.create_user(name)
-            token = generate_token()
-            store.create_token(name, hash_token(token))
-            headers[name] = {"Authorization": f"Bearer {token}"}
-    finally:
-        store.close()
-    return headers
+    return add_users(stack, USERS)
 
 
 def _lab(root: Path, **env: str) -> tuple[Stack, dict[str, dict[str, str]]]:
@@ -227,3 +209,94 @@ def test_a_failing_jobs_error_shows_type_and_message_but_no_path_and_the_log_has
     log = stack.log_text("failing-worker")
     full = [line for line in log.splitlines() if eid in line and str(empty) in line]
     assert full, log[-3000:]  # the full text is in the worker's log, with the experiment id
+
+
+# --------------------------------------------------------------------------- dashboard login
+
+def _login(client: httpx.Client, token_header: dict[str, str], next_path: str = "/"
+           ) -> httpx.Response:
+    token = token_header["Authorization"].split(" ", 1)[1]
+    return client.post("/login", data={"token": token, "next": next_path})
+
+
+def _session(response: httpx.Response) -> str:
+    """The session cookie a login set (the client's jar keeps it for the next requests)."""
+    return response.cookies["advlab_session"]
+
+
+def test_every_dashboard_page_needs_the_login_and_the_session_opens_it(lab):
+    stack, headers = lab
+    with stack.client() as client:
+        eid = client.post("/v1/experiments", json=tiny_spec(), headers=headers["alice"]).json()["id"]
+        sweep = client.post("/v1/sweeps", headers=headers["alice"], json={
+            "name": "s", "base": tiny_spec(), "grid": {"learner.width": [4, 8]}}).json()["id"]
+        pages = ["/", "/?status=queued", "/ui/rows", f"/experiments/{eid}", "/sweeps",
+                 f"/sweeps/{sweep}", "/submit", "/docs"]
+        for path in pages:
+            response = client.get(path)
+            assert response.status_code == 303, (path, response.status_code)
+            assert response.headers["location"].startswith("/login?next=/"), path
+        assert client.get("/openapi.json").status_code == 401  # an API client's answer
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/static/app.js").status_code == 200  # the login page needs it
+
+        wrong = client.post("/login", data={"token": "advlab_wrong", "next": "/sweeps"})
+        assert wrong.status_code == 401 and "invalid or revoked token" in wrong.text
+        login = _login(client, headers["bob"], "/sweeps")
+        assert login.status_code == 303 and login.headers["location"] == "/sweeps"
+        cookie = login.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        assert "secure" not in cookie  # plain http here; over TLS the cookie is Secure
+        assert _login(client, headers["bob"], "https://evil.example/").headers[
+            "location"] == "/"  # no open redirect
+        assert _session(login)
+        for path in pages:
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.status_code)
+        assert client.get("/openapi.json").json()["info"]["title"] == "advlab"
+        assert client.get("/openapi.json", headers=headers["bob"]).status_code == 200
+        # bob sees alice's experiment but is offered no cancel button on it
+        assert 'id="cancel"' not in client.get(f"/experiments/{eid}").text
+
+
+def test_in_page_cancel_needs_the_pages_csrf_token_and_only_acts_on_your_own_jobs(lab):
+    import re
+
+    stack, headers = lab
+    with stack.client() as client:
+        mine = client.post("/v1/experiments", json=tiny_spec(), headers=headers["alice"]).json()["id"]
+        theirs = client.post("/v1/experiments", json=tiny_spec(), headers=headers["bob"]).json()["id"]
+        assert _session(_login(client, headers["alice"]))
+        page = client.get(f"/experiments/{mine}").text
+        assert 'id="cancel"' in page
+        csrf = re.search(r'<meta name="csrf-token" content="([0-9a-f]+)">', page).group(1)
+        cancel = f"/v1/experiments/{mine}/cancel"
+        # a cross-site form or script cannot send the page's token: refused, nothing changes
+        assert client.post(cancel).status_code == 403
+        assert client.post(cancel,
+                           headers={"X-CSRF-Token": "0" * 40}).status_code == 403
+        assert client.get(f"/v1/experiments/{mine}").json()["status"] == "queued"
+        done = client.post(cancel, headers={"X-CSRF-Token": csrf})
+        assert done.status_code == 200 and done.json()["status"] == "canceled"
+        other = client.post(f"/v1/experiments/{theirs}/cancel",
+                            headers={"X-CSRF-Token": csrf})
+        assert other.status_code == 403 and "bob" in other.json()["detail"]
+        # logout needs the token too, then clears the cookie
+        assert client.post("/logout", data={"csrf": "x"}).status_code == 403
+        out = client.post("/logout", data={"csrf": csrf})
+        assert out.status_code == 303 and 'advlab_session=""' in out.headers["set-cookie"]
+
+
+def test_metrics_needs_the_scrape_token_not_a_user_token(tmp_path):
+    stack = launch_stack(tmp_path / "metrics", {"ADVLAB_AUTH": "tokens",
+                                                "ADVLAB_METRICS_TOKEN": "scrape-secret-123"},
+                         workers=0)
+    try:
+        headers = _add_users(stack)
+        with stack.client() as client:
+            assert client.get("/metrics").status_code == 401
+            assert client.get("/metrics", headers=headers["alice"]).status_code == 401
+            scraped = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-123"})
+            assert scraped.status_code == 200 and "advlab_experiments" in scraped.text
+    finally:
+        stack.close()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.e2e.stack import launch_stack, tiny_spec
+from devtools.stack import launch_stack, tiny_spec
 
 SEEDS = [0, 1, 2]
 TERMINAL = {"succeeded", "failed", "canceled"}

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.e2e.checks import assert_points_complete
-from tests.e2e.stack import launch_stack, tiny_spec
+from devtools.stack import launch_stack, tiny_spec
 
 LIVENESS_ENV = {"ADVLAB_HEARTBEAT_S": "0.2", "ADVLAB_STALE_AFTER_S": "3",
                 "ADVLAB_REAP_EVERY_S": "0.5"}

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import throwaway_pg_database
-from tests.service.api_support import make_api, migrated_sqlite, run_fake_worker, spec  # noqa: F401
+from devtools.services import throwaway_pg_database
+from tests.service.api_support import run_fake_worker, spec
 
 
-def test_a_body_that_is_not_utf8_is_a_422_json_invalid_not_a_400(make_api):  # noqa: F811
+def test_a_body_that_is_not_utf8_is_a_422_json_invalid_not_a_400(make_api):
     api = make_api()
     response = api.client.post("/v1/experiments", content=b'{"name": "\xff\xfe"}',
                                headers={"Content-Type": "application/json"})
@@ -21,7 +21,7 @@ def test_a_body_that_is_not_utf8_is_a_422_json_invalid_not_a_400(make_api):  # n
 
 @pytest.mark.parametrize("path", ["metrics?seed={big}", "correlations?since_step={big}",
                                   "correlations?step={big}&name=cosine/cluster"])
-def test_an_integer_past_32_bits_is_a_422_naming_the_parameter(make_api, path):  # noqa: F811
+def test_an_integer_past_32_bits_is_a_422_naming_the_parameter(make_api, path):
     api = make_api()
     experiment_id = api.client.post("/v1/experiments", json=spec()).json()["id"]
     run_fake_worker(api.store, experiment_id)
@@ -40,7 +40,7 @@ def pg_database(pg_url):
 
 @pytest.mark.postgres
 def test_a_nul_character_on_postgresql_is_a_422_and_the_next_request_works(
-        make_api, pg_database):  # noqa: F811
+        make_api, pg_database):
     api = make_api(pg_database)
     experiment_id = api.client.post("/v1/experiments", json=spec()).json()["id"]
     run_fake_worker(api.store, experiment_id)
@@ -56,7 +56,7 @@ def test_a_nul_character_on_postgresql_is_a_422_and_the_next_request_works(
 
 
 @pytest.mark.parametrize("binary", [[], [[1, 2]], [[], [3]], [[1, 2], [2, 3]], [[1], [12]]])
-def test_a_malformed_image_binary_map_is_a_422_under_data_binary(make_api, binary):  # noqa: F811
+def test_a_malformed_image_binary_map_is_a_422_under_data_binary(make_api, binary):
     api = make_api()
     response = api.client.post("/v1/experiments",
                                json={"data": {"kind": "image", "binary": binary}})

@@ -8,7 +8,10 @@ writing to a filesystem broker in tmp_path (no worker consumes it), in five vari
 and 32-bit columns fail there, not on SQLite), `token` (ADVLAB_AUTH=tokens with a valid bearer
 token), `no-token` (tokens, no valid one: none, or the random bearer values schemathesis generates
 from the security scheme; every /v1 answer must be a documented 401) and
-`other-user` (a valid token of a user who owns none of the real rows: writes are 403). Random
+`other-user` (a valid token of a user who owns none of the real rows: writes are 403), `cookie`
+(the dashboard's flow: the session cookie from POST /login plus the page's X-CSRF-Token, no
+bearer token) and `cookie-no-csrf` (the session cookie alone, as a cross-site form would send
+it: every write must be a documented 403, every read as with a token). Random
 ids only ever reach the 404 branch, so every case that names an experiment or sweep is ALSO sent
 with the id of a real, finished experiment / sweep (re-created when a fuzzed DELETE removed it):
 the 200/409 branches and the response models of real rows get fuzzed too.
@@ -36,8 +39,8 @@ from schemathesis.specs.openapi.checks import (content_type_conformance,
                                                response_schema_conformance,
                                                status_code_conformance)
 
-from tests.conftest import throwaway_pg_database
-from tests.service.api_support import ApiFactory, migrated_sqlite, run_fake_worker, spec  # noqa: F401
+from devtools.services import throwaway_pg_database
+from tests.service.api_support import ApiFactory, run_fake_worker, spec
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -51,6 +54,7 @@ class FuzzTarget:
 
     def __init__(self, api, variant: str, headers: dict[str, str]) -> None:
         self.api, self.variant, self.headers = api, variant, headers
+        self.cookies: dict[str, str] = {}
         self.calls: dict[str, Counter] = defaultdict(Counter)
         self.failures: list[dict[str, Any]] = []
         self._experiment_id: str | None = None
@@ -138,11 +142,20 @@ def _make_target(tmp_path_factory, migrated_sqlite, variant: str, database_url: 
         api.store.create_user(other)
         api.store.create_token(other, hash_token(other_token), label="schemathesis")
         target.headers = {"Authorization": f"Bearer {other_token}"}
+    elif variant.startswith("cookie"):
+        # the rows are made with the token; the fuzzed requests carry the login session instead
+        target.experiment_id(), target.sweep_id()
+        login = api.client.post("/login", data={"token": token}, follow_redirects=False)
+        assert login.status_code == 303, login.text
+        target.cookies = {"advlab_session": login.cookies["advlab_session"]}
+        from service.web_session import csrf_token
+
+        target.headers = {} if variant == "cookie-no-csrf" else {"X-CSRF-Token": csrf_token(token)}
     return factory, target
 
 
 @pytest.fixture(scope="module", params=["open", "open-postgres"])
-def open_target(request, tmp_path_factory, migrated_sqlite) -> Iterator[FuzzTarget]:  # noqa: F811
+def open_target(request, tmp_path_factory, migrated_sqlite) -> Iterator[FuzzTarget]:
     """SQLite (the embedded default), and PostgreSQL (the lab server: NUL bytes, 32-bit
     integers and text comparisons behave differently there)."""
     database_url = None
@@ -161,8 +174,9 @@ def fuzz_pg_url(pg_url) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module", params=["token", "no-token", "other-user"])
-def tokens_target(request, tmp_path_factory, migrated_sqlite) -> Iterator[FuzzTarget]:  # noqa: F811
+@pytest.fixture(scope="module", params=["token", "no-token", "other-user", "cookie",
+                                        "cookie-no-csrf"])
+def tokens_target(request, tmp_path_factory, migrated_sqlite) -> Iterator[FuzzTarget]:
     if not _auth_available():
         pytest.skip("ADVLAB_AUTH=tokens is not implemented in lab.config.Settings yet")
     factory, target = _make_target(tmp_path_factory, migrated_sqlite, request.param)
@@ -217,6 +231,10 @@ def _call_and_aim(case, target: FuzzTarget) -> None:
 def _call(case, target: FuzzTarget) -> None:
     if target.headers:
         case.headers = {**(case.headers or {}), **target.headers}
+    if target.cookies:  # the session alone: drop a generated bearer header (it would win)
+        case.cookies = {**(case.cookies or {}), **target.cookies}
+        case.headers = {k: v for k, v in (case.headers or {}).items()
+                        if k.lower() != "authorization"}
     response = None
     try:
         response = case.call(app=target.client.app)

@@ -1,6 +1,7 @@
 """Fixtures and helpers for the API tests: the real app on a real, Alembic-migrated store, with
 the real Celery enqueue writing to a filesystem broker in tmp_path that no worker consumes — so
-a test can read back exactly which messages landed."""
+a test can read back exactly which messages landed. The fixtures built on them (make_api,
+make_module_api, migrated_sqlite) are in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from client.overrides import set_path
@@ -76,16 +76,6 @@ def make_settings(home: Path, database_url: str | None = None, **overrides: Any)
                     **overrides)
 
 
-@pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An Alembic-migrated SQLite file, copied per test (migrating each time costs more)."""
-    from lab.store.migrate import upgrade
-
-    path = tmp_path_factory.mktemp("api-template") / "advlab.db"
-    upgrade("head", f"sqlite:///{path}")
-    return path
-
-
 class ApiFactory:
     """Builds Api objects under `root` and closes them all in `close()`."""
 
@@ -114,7 +104,7 @@ class ApiFactory:
         observer_store = open_store(settings.resolved_database_url)
         self.stores.append(observer_store)
 
-        def enqueue_after_commit_check(experiment_id: str) -> None:
+        def enqueue_after_commit_check(experiment_id: str, queue: str | None = None) -> None:
             # a separate connection sees the row only if it was committed
             try:
                 observer_store.get_experiment(experiment_id)
@@ -122,7 +112,7 @@ class ApiFactory:
             except Exception:
                 committed = False
             enqueue_log.append((experiment_id, committed))
-            real_enqueue(experiment_id)
+            real_enqueue(experiment_id, queue)
 
         app.state.enqueue = enqueue_after_commit_check
         client = TestClient(app)
@@ -135,24 +125,6 @@ class ApiFactory:
             client.__exit__(None, None, None)
         for store in self.stores:
             store.close()
-
-
-@pytest.fixture
-def make_api(tmp_path: Path, migrated_sqlite: Path) -> Iterator[ApiFactory]:
-    """Factory: make_api(database_url=None, **settings) → Api on a migrated database (a copy
-    of the migrated SQLite template by default)."""
-    factory = ApiFactory(tmp_path, migrated_sqlite)
-    yield factory
-    factory.close()
-
-
-@pytest.fixture(scope="module")
-def make_module_api(tmp_path_factory: pytest.TempPathFactory,
-                    migrated_sqlite: Path) -> Iterator[ApiFactory]:
-    """The same, shared by a module's tests that must leave no trace (they check that)."""
-    factory = ApiFactory(tmp_path_factory.mktemp("api"), migrated_sqlite)
-    yield factory
-    factory.close()
 
 
 def run_fake_worker(store: Store, experiment_id: str, *, steps: int = 5, seeds=(3,),

@@ -6,7 +6,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.conftest import throwaway_pg_database
+from devtools.services import throwaway_pg_database
 
 
 @pytest.fixture(scope="module")

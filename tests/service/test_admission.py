@@ -11,7 +11,7 @@ import pytest
 
 from lab.config import Settings
 from service.admission import fmt
-from tests.service.api_support import make_api, make_module_api, migrated_sqlite, spec  # noqa: F401
+from tests.service.api_support import spec
 
 SIXTEEN_GB = {"kind": "multi_cluster", "d": 100_000, "n_train": 40_000}
 IMAGE = {"kind": "image"}

@@ -7,9 +7,7 @@ from __future__ import annotations
 import pytest
 
 # fixtures (make_api, migrated_sqlite) are imported so that pytest registers them
-from tests.service.api_support import (  # noqa: F401
-    SMALL_SPEC, make_api, migrated_sqlite,
-    run_fake_worker, spec)
+from tests.service.api_support import SMALL_SPEC, run_fake_worker, spec
 
 TASK = "advlab.run_experiment"
 

@@ -9,9 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 # fixtures (make_api, migrated_sqlite) are imported so that pytest registers them
-from tests.service.api_support import (  # noqa: F401
-    SMALL_SPEC, make_api, make_module_api, migrated_sqlite,
-    make_settings, run_fake_worker, spec)
+from tests.service.api_support import SMALL_SPEC, make_settings, run_fake_worker, spec
 
 LIMITS = {"max_d": 100, "max_width": 50, "max_samples": 1000, "max_epochs": 200,
           "max_radii": 3, "max_seeds": 4, "max_body_bytes": 4096}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from service.auth import generate_token, hash_token
-from tests.service.api_support import Api, make_api, migrated_sqlite, run_fake_worker, spec  # noqa: F401
+from tests.service.api_support import Api, spec
 
 SWEEP = {"name": "s", "base": spec(), "grid": {"learner.width": [4, 8]}}
 

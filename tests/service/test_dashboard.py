@@ -9,8 +9,7 @@ import re
 
 import pytest
 
-from tests.service.api_support import (SMALL_SPEC, make_api, migrated_sqlite,  # noqa: F401
-                                       run_fake_worker, spec)
+from tests.service.api_support import SMALL_SPEC, run_fake_worker, spec
 
 
 @pytest.fixture

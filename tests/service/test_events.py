@@ -9,8 +9,7 @@ import threading
 import time
 
 from lab.store.base import MetricPoint
-from tests.service.api_support import (SMALL_SPEC, make_api, migrated_sqlite,  # noqa: F401
-                                       run_fake_worker)
+from tests.service.api_support import SMALL_SPEC, run_fake_worker
 
 
 def read_events(client, experiment_id: str, **headers) -> list[tuple[str, str | None, object]]:

@@ -13,7 +13,7 @@ import pytest
 from service.auth import generate_token, hash_token
 from service.failure_limiter import FailureLimiter
 from lab.logging import JsonFormatter, RedactFilter
-from tests.service.api_support import make_api, migrated_sqlite, spec  # noqa: F401
+from tests.service.api_support import spec
 
 JSON = {"Content-Type": "application/json"}
 

@@ -19,12 +19,13 @@ from lab.store.base import SchemaOutOfDate
 from lab.store.migrate import current, downgrade, head_revisions, upgrade
 from lab.store.tables import metadata
 from lab.store.session import make_engine
-from tests.conftest import require_service, throwaway_pg_database
+from devtools.services import throwaway_pg_database
+from tests.conftest import require_service
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = {"experiments", "metric_points", "metric_series", "metric_blocks", "correlation_matrices",
-          "sweeps", "sweep_members",  # 0002_sweeps (engineer I)
-          "users", "api_tokens"}  # 0003_auth (engineer J)
+          "sweeps", "sweep_members",  # 0002_sweeps
+          "users", "api_tokens"}  # 0003_auth
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import traceback
 
 from lab.store.public_error import public_error
-from tests.service.api_support import make_api, migrated_sqlite, spec  # noqa: F401
 
 
 def _worker_style_error() -> str:

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from service.auth import generate_token, hash_token
-from tests.service.api_support import make_api, migrated_sqlite, run_fake_worker, spec  # noqa: F401
+from tests.service.api_support import run_fake_worker, spec
 
 
 def _user(api, name: str, admin: bool = False) -> dict[str, str]:

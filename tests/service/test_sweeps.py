@@ -15,7 +15,7 @@ import pytest
 from lab.store.base import MetricPoint
 from advcore.summary import RunSummary
 from service.sweeps import grid_points, set_path, sweep_status
-from tests.service.api_support import make_api, migrated_sqlite, spec  # noqa: F401
+from tests.service.api_support import spec
 
 TASK = "advlab.run_experiment"
 BASE = {**spec(), "training": {"epochs": 5, "optimizer": {"kind": "gd", "lr": 0.1},

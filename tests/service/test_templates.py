@@ -9,7 +9,6 @@ import pytest
 
 from advcore.spec import parse_spec
 from service.templates import EXAMPLES, TEMPLATES
-from tests.service.api_support import make_api, migrated_sqlite  # noqa: F401
 from tests.service.results_support import one_torch_thread
 
 

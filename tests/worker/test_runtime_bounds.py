@@ -4,8 +4,11 @@ cores. `execute` against a real SQLite store, the job in its real child process.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -38,7 +41,6 @@ def start(store, settings, job_id) -> tuple[threading.Thread, dict]:
 
     def target():
         out["outcome"] = execute(job_id, store, settings, worker_name="w1")
-        out["returned_at"] = time.monotonic()
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
@@ -53,11 +55,10 @@ def test_cancel_stops_a_job_inside_a_long_evaluation(store, settings, make_job):
     job = make_job(runaway_spec())
     thread, out = start(store, settings, job.id)
     assert store.get_experiment(job.id).status == "running"
-    asked = time.monotonic()
     store.request_cancel(job.id)
-    thread.join(timeout=60)  # polling deadline, not a speed claim; the 5 s claim is below
+    thread.join(timeout=5.0)  # the worker looks every cancel_poll_s and kills the job at once
+    assert not thread.is_alive(), "still running 5 s after the cancel"
     assert out["outcome"] is Outcome.CANCELED
-    assert out["returned_at"] - asked < 5.0  # killed at the next look (<= cancel_poll_s)
     done = store.get_experiment(job.id)
     assert (done.status, done.error, done.attempts) == ("canceled", "canceled on request", 1)
 
@@ -95,6 +96,33 @@ def test_a_job_past_its_memory_cap_fails_out_of_memory_without_a_retry(store, se
     assert store.stale_running(older_than_s=0) == []
 
 
+def _job_processes() -> list[int]:
+    """Children of this process's forkserver: the running job processes."""
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver._forkserver_pid
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == server:
+                kids.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return kids
+
+
+def test_a_job_process_killed_by_the_system_fails_out_of_memory(store, settings, make_job):
+    job = make_job(runaway_spec())
+    thread, out = start(store, settings, job.id)
+    (pid,) = _job_processes()
+    os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer does
+    thread.join(timeout=60)
+    assert out["outcome"] is Outcome.FAILED
+    failed = store.get_experiment(job.id)
+    assert failed.error.startswith("out of memory: estimated ")
+    assert "killed by the system" in failed.error and failed.attempts == 1
+
+
 def test_a_job_runs_with_its_share_of_the_cores(store, settings, make_job):
     two_per_host = settings.model_copy(update={"workers_per_host": 2})
     job = make_job()
@@ -126,6 +154,15 @@ def test_threads_are_cores_divided_by_jobs_on_the_host(settings, cores, workers,
                                          "worker_concurrency": concurrency,
                                          "torch_threads": explicit})
     assert torch_threads(placed, cores=cores) == expected
+
+
+def test_serve_tells_its_workers_how_many_share_the_host(settings):
+    from worker.launch import settings_env
+
+    env = settings_env(settings, base={})  # every setting, workers_per_host=1 among them
+    assert worker_env(0, 2, env)["ADVLAB_WORKERS_PER_HOST"] == "2"
+    more = {**env, "ADVLAB_WORKERS_PER_HOST": "6"}  # other workers share the host too
+    assert worker_env(1, 2, more)["ADVLAB_WORKERS_PER_HOST"] == "6"
 
 
 def test_serve_pins_one_gpu_per_worker_when_there_are_several():

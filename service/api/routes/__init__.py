@@ -6,10 +6,11 @@ from fastapi import APIRouter, Depends
 
 from service.api.routes import experiments, health
 from service.auth import current_user
-from service.api.routes import dashboard, events, sweeps  # engineer I
-from service.api.routes import compare, export, plots, templates  # engineer H
+from service.api.routes import dashboard, events, sweeps
+from service.api.routes import compare, export, plots, templates
+from service.api.routes import session
 
-# ADVLAB_AUTH=tokens: every /v1 route needs a bearer token (engineer J; /v1/health is on the
+# ADVLAB_AUTH=tokens: every /v1 route needs a bearer token (/v1/health is on the
 # root router below and stays open for probes)
 api_router = APIRouter(prefix="/v1", dependencies=[Depends(current_user)])
 api_router.include_router(experiments.router)
@@ -23,6 +24,10 @@ api_router.include_router(templates.router)  # H
 # /v1/health and /metrics (Prometheus scrapes a fixed, unversioned path)
 root_router = APIRouter()
 root_router.include_router(health.router)
-root_router.include_router(dashboard.router)  # I: the web dashboard at /
+root_router.include_router(session.router)  # /login, /logout
+root_router.include_router(dashboard.static_router)
+root_router.include_router(dashboard.router)  # I: the web dashboard at / (behind the login)
 
-__all__ = ["api_router", "root_router"]
+docs_router = session.docs_router  # /docs and /openapi.json behind the login (tokens only)
+
+__all__ = ["api_router", "docs_router", "root_router"]

@@ -6,6 +6,10 @@ plots, live progress over SSE, cancel), `/sweeps` and `/sweeps/{id}` (aggregate 
 plot), `/submit` (a template → experiment or sweep). Every HTML answer carries security headers:
 a CSP without inline script or style (so the pages pass data through data-* attributes), no
 framing, no sniffing, no referrer. Not part of the OpenAPI schema: the API is under /v1.
+
+With ADVLAB_AUTH=tokens every page needs the login session (service.web_session: 303 to /login
+otherwise); everyone sees every experiment, and the cancel buttons show only on the caller's
+own jobs (or to an admin), as the API allows. /static stays open (the login page uses it).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -23,29 +27,31 @@ from service import experiments as svc
 from service import sweep_views
 from service.api.deps import ExperimentDep, StoreDep
 from service.schemas import ExperimentRead
-from lab.store.base import TERMINAL, NotFound
+from lab.status import STATUSES, TERMINAL
+from lab.store.base import NotFound
+from service.auth import Principal
+from service.web_session import PageUserDep, page_user
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 STATIC_NAME = re.compile(r"^[a-z0-9_-]+\.(js|css|svg)$")
 STATIC_TYPES = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
-STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
 SORTS = {"created_desc": "newest first", "created_asc": "oldest first", "name": "name",
          "status": "status", "progress": "progress", "test_accuracy": "test accuracy"}
 TABLE_LIMIT = 200
 
-SECURITY_HEADERS = {
+# What HTML pages add to the headers every response gets (service.hardening.SECURITY_HEADERS:
+# nosniff, no framing, no referrer)
+PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
                                "img-src 'self' data:; connect-src 'self'; object-src 'none'; "
                                "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
     "Cache-Control": "no-store",
 }
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(page_user)])
+static_router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(WEB / "templates"))
 
 
@@ -73,9 +79,12 @@ templates.env.filters["pretty"] = lambda obj: json.dumps(obj, indent=2, sort_key
 
 def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200
          ) -> HTMLResponse:
-    response = templates.TemplateResponse(request, name, {"statuses": STATUSES, **context},
+    session = {"user": getattr(request.state, "user", None),
+               "csrf": getattr(request.state, "csrf", None)}  # set by a valid login session
+    response = templates.TemplateResponse(request, name,
+                                          {"statuses": STATUSES, **session, **context},
                                           status_code=status_code)
-    response.headers.update(SECURITY_HEADERS)
+    response.headers.update(PAGE_HEADERS)
     return response
 
 
@@ -88,6 +97,10 @@ def key_results(exp: ExperimentRead) -> dict[str, Any]:
     label, robust = summary.headline()
     return {"test": summary.clean_accuracy.test, "robust": robust, "robust_label": label,
             "disagree": any(d.suspicious for d in summary.disagreements)}
+
+
+def _can_write(user: Principal, owner: str | None) -> bool:
+    return user.is_admin or (owner is not None and owner == user.name)
 
 
 def _sorted(items: list[ExperimentRead], sort: str) -> list[ExperimentRead]:
@@ -136,13 +149,13 @@ def experiment_rows(request: Request, store: StoreDep, status: Status = [],
 
 
 @router.get("/experiments/{experiment_id}", response_class=HTMLResponse)
-def experiment_page(request: Request, experiment: ExperimentDep, store: StoreDep
-                    ) -> HTMLResponse:
+def experiment_page(request: Request, experiment: ExperimentDep, store: StoreDep,
+                    user: PageUserDep) -> HTMLResponse:
     from service.experiment_plots import PLOTS
 
     exp = svc.to_read(experiment)
     return page(request, "experiment.html", {
-        "exp": exp, "key": key_results(exp), "plots": PLOTS, "terminal": exp.status in TERMINAL,
+        "exp": exp, "can_write": _can_write(user, exp.owner), "key": key_results(exp), "plots": PLOTS, "terminal": exp.status in TERMINAL,
         "sweeps": store.sweeps_of(exp.id), "has_points": bool(store.metric_names(exp.id))})
 
 
@@ -154,9 +167,9 @@ def sweeps_page(request: Request, store: StoreDep) -> HTMLResponse:
 
 
 @router.get("/sweeps/{sweep_id}", response_class=HTMLResponse)
-def sweep_page(request: Request, sweep_id: str, store: StoreDep,
+def sweep_page(request: Request, sweep_id: str, store: StoreDep, user: PageUserDep,
                metric: str | None = None) -> HTMLResponse:
-    sweep = sweep_views.read(store, sweep_id)
+    sweep = sweep_views.read(store, store.get_sweep(sweep_id))
     # accuracies first, then the final correlations
     shown = sorted(sweep.metric_names, key=lambda n: ("accuracy" not in n, n))
     series = sorted({n for m in sweep.members if m.experiment
@@ -165,7 +178,7 @@ def sweep_page(request: Request, sweep_id: str, store: StoreDep,
     return page(request, "sweep.html", {
         "sweep": sweep, "columns": shown, "series": series,
         "metric": metric if metric in series else default,
-        "terminal": sweep.status in TERMINAL})
+        "terminal": sweep.status in TERMINAL, "can_write": _can_write(user, sweep.owner)})
 
 
 @router.get("/submit", response_class=HTMLResponse)
@@ -179,11 +192,11 @@ def submit_page(request: Request, template: str = "quickstart") -> HTMLResponse:
         "spec_json": json.dumps(chosen.spec(), indent=2), "grid_json": json.dumps(grid)})
 
 
-@router.get("/static/{name}")
+@static_router.get("/static/{name}")
 def static_file(name: str) -> Response:
     path = WEB / "static" / name
     if not STATIC_NAME.match(name) or not path.is_file():
         raise NotFound(f"no static file {name!r}")
     response = FileResponse(path, media_type=STATIC_TYPES[name.rsplit(".", 1)[1]])
-    response.headers.update({"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
+    response.headers["Cache-Control"] = "no-cache"  # nosniff: service.hardening
     return response

@@ -127,8 +127,9 @@ def read_experiment(experiment: ExperimentDep) -> ExperimentRead:
 @router.post(
     "/{experiment_id}/cancel", response_model=ExperimentRead, summary="Cancel an experiment",
     description="A queued job is canceled at once; a running job gets `cancel_requested` and "
-                "its worker stops at the next step (status then becomes `canceled`). Canceling "
-                "a finished (succeeded, failed or canceled) job is a 409.",
+                "its worker stops it within about a second, even inside a long evaluation "
+                "(status then becomes `canceled`). Canceling a finished (succeeded, failed or "
+                "canceled) job is a 409.",
     responses={**E403, **E404, **E409})
 def cancel_experiment(experiment: OwnedExperimentDep, store: StoreDep) -> ExperimentRead:
     return svc.to_read(svc.cancel(store, experiment.id))
@@ -142,7 +143,7 @@ def cancel_experiment(experiment: OwnedExperimentDep, store: StoreDep) -> Experi
     responses={**E403, **E404, **E409, **E429})
 def retry_experiment(experiment: OwnedExperimentDep, store: StoreDep, enqueue: EnqueueDep,
                      response: Response, user: UserDep, settings: SettingsDep) -> Submitted:
-    exp = svc.retry(store, enqueue, experiment.id, user=user, settings=settings)
+    exp = svc.retry(store, enqueue, experiment, user=user, settings=settings)
     response.headers["Location"] = svc.links(exp.id).self
     return svc.submitted(exp)
 
@@ -151,11 +152,11 @@ def retry_experiment(experiment: OwnedExperimentDep, store: StoreDep, enqueue: E
     "/{experiment_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
     summary="Delete an experiment with its data",
     description="Deletes the experiment, its metric points and matrices. A queued or running "
-                "experiment is canceled first (so its worker stops at the next step), then "
+                "experiment is canceled first (so its worker stops it within about a second), then "
                 "deleted in the same request.",
     responses={**E403, **E404})
 def delete_experiment(experiment: OwnedExperimentDep, store: StoreDep) -> Response:
-    svc.delete(store, experiment.id)
+    svc.delete(store, experiment)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -171,7 +172,7 @@ def read_metrics(
                                                   "all when absent.")] = [],
     max_points: MaxPoints = None, since_step: SinceStep = None, seed: Seed = None,
 ) -> Response:
-    return _json(svc.read_metrics(store, experiment.id, names=svc.split_names(names),
+    return _json(svc.read_metrics(store, experiment, names=svc.split_names(names),
                                   since_step=since_step, max_points=max_points, seed=seed))
 
 
@@ -190,6 +191,6 @@ def read_correlations(
     seed: Seed = None, max_points: MaxPoints = None, since_step: SinceStep = None,
 ) -> Response:
     if step is not None or name is not None:
-        return _json(svc.read_matrix(store, experiment.id, name=name, step=step, seed=seed))
-    return _json(svc.read_correlations(store, experiment.id, since_step=since_step,
+        return _json(svc.read_matrix(store, experiment, name=name, step=step, seed=seed))
+    return _json(svc.read_correlations(store, experiment, since_step=since_step,
                                        max_points=max_points, seed=seed))

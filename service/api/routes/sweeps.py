@@ -9,8 +9,8 @@ from fastapi import APIRouter, Header, Path, Query, Response, status
 
 from service import sweep_views as views
 from service import sweeps as svc
-from service.api.deps import EnqueueDep, SettingsDep, StoreDep
-from service.auth import UserDep, ensure_can_write
+from service.api.deps import EnqueueDep, OwnedSweepDep, SettingsDep, StoreDep, SweepDep
+from service.auth import UserDep
 from service.export import FORMATS as EXPORT_FORMATS
 from service.export import attachment
 from service.plots import FORMATS as PLOT_FORMATS
@@ -18,7 +18,6 @@ from service.schemas import Error
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
-SweepId = Annotated[str, Path(description="Sweep id.", min_length=1, max_length=64)]
 E404 = {404: {"model": Error, "description": "No sweep with that id."}}
 
 
@@ -90,18 +89,17 @@ def list_sweeps(store: StoreDep,
                 "every final number in the members' summaries (clean and robust accuracies, "
                 "final per-class / per-cluster correlations). Only succeeded members count.",
     responses={**E404})
-def read_sweep(sweep_id: SweepId, store: StoreDep) -> views.SweepRead:
-    return views.read(store, sweep_id)
+def read_sweep(sweep: SweepDep, store: StoreDep) -> views.SweepRead:
+    return views.read(store, sweep)
 
 
 @router.post(
     "/{sweep_id}/cancel", response_model=views.SweepRead, summary="Cancel a sweep",
     description="Cancels every member still queued or running; finished members are kept.",
     responses={**E404, 403: {"model": Error, "description": "Only the owner or an admin."}})
-def cancel_sweep(sweep_id: SweepId, store: StoreDep, user: UserDep) -> views.SweepRead:
-    ensure_can_write(user, store.get_sweep(sweep_id).owner, f"sweep {sweep_id}")
-    svc.cancel(store, sweep_id)
-    return views.read(store, sweep_id)
+def cancel_sweep(sweep: OwnedSweepDep, store: StoreDep) -> views.SweepRead:
+    svc.cancel(store, sweep.id)
+    return views.read(store, sweep)
 
 
 @router.get(
@@ -111,11 +109,10 @@ def cancel_sweep(sweep_id: SweepId, store: StoreDep, user: UserDep) -> views.Swe
                 "grid, seeds, base spec and aggregate table as JSON schema metadata.",
     responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}},
                      "description": "The table."}, **E404})
-def export_sweep(sweep_id: SweepId, store: StoreDep,
+def export_sweep(sweep: SweepDep, store: StoreDep,
                  fmt: Annotated[Literal["csv", "parquet"], Path()]) -> Response:
-    sweep = store.get_sweep(sweep_id)
     return Response(views.export(store, sweep, fmt), media_type=EXPORT_FORMATS[fmt],
-                    headers=attachment(f"sweep-{sweep_id}.{fmt}"))
+                    headers=attachment(f"sweep-{sweep.id}.{fmt}"))
 
 
 @router.get(
@@ -127,9 +124,8 @@ def export_sweep(sweep_id: SweepId, store: StoreDep,
     responses={200: {"content": {"image/png": {}, "image/svg+xml": {}},
                      "description": "The image."},
                **E404, 409: {"model": Error, "description": "No data for this metric (yet)."}})
-def plot_sweep(sweep_id: SweepId, store: StoreDep,
+def plot_sweep(sweep: SweepDep, store: StoreDep,
                metric: Annotated[str, Path(description="Metric name (may contain `/`).")],
                fmt: Annotated[Literal["png", "svg"], Path()]) -> Response:
-    sweep = store.get_sweep(sweep_id)
     return Response(views.plot(store, sweep, metric, fmt), media_type=PLOT_FORMATS[fmt],
                     headers={"Cache-Control": "no-store"})

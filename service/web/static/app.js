@@ -13,10 +13,17 @@ function setBadge(el, status) {
   el.className = "badge status-" + status;
 }
 
+// with ADVLAB_AUTH=tokens the session cookie authenticates; a write also sends the page's
+// CSRF token (the server refuses a cookie-authenticated write without it)
+function csrfHeaders() {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? {"X-CSRF-Token": meta.content} : {};
+}
+
 async function postJson(url, body) {
   const response = await fetch(url, {
     method: "POST",
-    headers: {"Content-Type": "application/json", "Accept": "application/json"},
+    headers: {"Content-Type": "application/json", "Accept": "application/json", ...csrfHeaders()},
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   let data = null;

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Iterable
 
 import httpx
-import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-TERMINAL = {"succeeded", "failed", "canceled"}
+from lab.status import TERMINAL
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -145,7 +145,7 @@ class Stack:
             if body["status"] in wanted and (until is None or until(body)):
                 return body
             time.sleep(0.2)
-        pytest.fail(f"{experiment_id} still {body.get('status')} after {timeout}s "
+        raise AssertionError(f"{experiment_id} still {body.get('status')} after {timeout}s "
                     f"(progress {body.get('progress')}):\n{self.log_text()[-6000:]}")
 
 
@@ -173,3 +173,26 @@ def launch_stack(root: Path, env_overrides: dict[str, str], *, workers: int) -> 
 
 def series_by_key(metrics: dict) -> dict[tuple[str, int], list[tuple[int, float]]]:
     return {(s["name"], s["seed"]): [tuple(p) for p in s["points"]] for s in metrics["series"]}
+
+
+def database_url(stack: Stack) -> str:
+    return stack.env.get("ADVLAB_DATABASE_URL") or \
+        f"sqlite:///{Path(stack.env['ADVLAB_HOME']) / 'advlab.db'}"
+
+
+def add_users(stack: Stack, names: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Users with one token each (ADVLAB_AUTH=tokens) → their Authorization headers."""
+    from lab.store import open_store
+    from service.auth import generate_token, hash_token
+
+    store = open_store(database_url(stack))
+    headers = {}
+    try:
+        for name in names:
+            store.create_user(name)
+            token = generate_token()
+            store.create_token(name, hash_token(token))
+            headers[name] = {"Authorization": f"Bearer {token}"}
+    finally:
+        store.close()
+    return headers
