@@ -578,6 +578,9 @@ class ExperimentSpec(_Model):
             raise ValueError("learner 'patch_cnn' needs data kind 'patch'")
         if self.data.kind == "patch" and self.learner.kind != "patch_cnn":
             raise ValueError("data kind 'patch' needs learner 'patch_cnn'")
+        if self.learner.kind in ("cnn", "resnet18") and self.data.kind != "image":
+            raise ValueError(f"learner {self.learner.kind!r} needs data kind 'image' "
+                             "(convolutions over (C, H, W) inputs)")
         if self.study is not None and self.study.kind == "feature_attacks" and self.data.kind != "image":
             raise ValueError("study 'feature_attacks' needs image data (class labels and pixels)")
         self._check_sizes()

@@ -12,13 +12,16 @@ admission passes.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from advcore.cost import Cost, Term, estimate
 from advcore.spec import ExperimentSpec
 from lab.config import Settings
-from service.errors import OverEstimate, Refusal
+from service.errors import FieldError, OverEstimate, Refusal
+
+log = logging.getLogger("advlab.api")
 
 GB = 1e9
 GIGA = 1e9
@@ -101,9 +104,22 @@ def refusals(cost: Cost, limits: Limits) -> list[Refusal]:
     return out
 
 
+def price(spec: ExperimentSpec) -> Cost:
+    """advcore.cost.estimate, with a spec it cannot price (a combination the spec's validators
+    let through) answered as a 422 rather than a 500: a spec that cannot be priced cannot be
+    admitted."""
+    try:
+        return estimate(spec)
+    except (ArithmeticError, IndexError, KeyError, NotImplementedError, TypeError,
+            ValueError) as exc:
+        log.exception("no estimate for a spec that passed validation")
+        raise FieldError(["body"], f"this spec cannot be priced, so it cannot be admitted: "
+                                   f"{type(exc).__name__}: {exc}", "value_error.estimate") from None
+
+
 def admit(spec: ExperimentSpec, queue: str, settings: Settings) -> Cost:
     """The estimate of `spec`; raises OverEstimate (413) when it exceeds a limit of `queue`."""
-    cost = estimate(spec)
+    cost = price(spec)
     refused = refusals(cost, limits_for(queue, settings))
     if refused:
         raise OverEstimate(refused)

@@ -37,13 +37,13 @@ from typing import Any, Iterable, Iterator, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from advcore import __version__ as ADVCORE_VERSION
-from advcore.cost import Cost, estimate
+from advcore.cost import Cost
 from advcore.spec import ExperimentSpec, metric_order
 from advcore.stats import mean, sample_std
 from advcore.summary import RunSummary
 from lab.config import Settings
-from service.admission import (SWEEP_QUANTITIES, dominant_field, fmt, limits_for, queue_kind,
-                               refusals)
+from service.admission import (SWEEP_QUANTITIES, dominant_field, fmt, limits_for, price,
+                               queue_kind, refusals)
 from service.errors import Conflict, FieldError, LimitExceeded, OverEstimate, Refusal
 from service.experiments import LOCAL, Enqueue, enqueue_after_commit
 from service.limits import check_limits
@@ -208,7 +208,7 @@ def expand(req: SweepCreate, settings: Settings) -> list[Planned]:
                 raise _member_error(exc, point, index) from None
             check_limits(spec, settings)
             queue = quotas.queue_for(spec.device, settings)
-            cost = estimate(spec)
+            cost = price(spec)
             refused = refusals(cost, limits_for(queue, settings))
             if refused:
                 raise OverEstimate([_in_request(r, point, index) for r in refused])

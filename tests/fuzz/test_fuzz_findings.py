@@ -64,3 +64,16 @@ def test_a_malformed_image_binary_map_is_a_422_under_data_binary(make_api, binar
     assert any(error["loc"][:3] == ["body", "data", "image"] or "binary" in error["loc"]
                or "binary" in error["msg"] for error in response.json()["detail"]), response.text
     assert api.rows() == 0
+
+
+@pytest.mark.parametrize("learner", ["cnn", "resnet18"])
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_convolutional_learner_on_vector_data_is_a_422_not_a_500(make_api, learner,  # noqa: F811
+                                                                    dry_run):
+    """It was priced (and would have run) on (d,) inputs: the estimate crashed with a 500."""
+    api = make_api()
+    response = api.client.post(f"/v1/experiments?dry_run={str(dry_run).lower()}",
+                               json={"device": "cpu", "learner": {"kind": learner}})
+    assert response.status_code == 422, response.text
+    assert "needs data kind 'image'" in response.json()["detail"][0]["msg"]
+    assert api.rows() == 0

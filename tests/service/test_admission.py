@@ -254,3 +254,16 @@ def test_refusals_leave_no_row_and_no_message_on_postgresql(make_api, pg_databas
     assert_nothing_stored(api)
     assert api.client.post("/v1/experiments", json=spec()).status_code == 202
     assert api.rows() == 1 and len(api.messages()) == 1
+
+
+def test_a_spec_the_cost_model_cannot_price_is_a_422_not_a_500():
+    """A safety net under the validators: a combination they refuse (a cnn learner on vector
+    data, whose cost function needs (C, H, W) inputs), built without them, is a field error."""
+    from advcore.spec import CNN, ExperimentSpec
+    from service.admission import price
+    from service.errors import FieldError
+
+    spec = ExperimentSpec().model_copy(update={"learner": CNN()})  # bypasses the validators
+    with pytest.raises(FieldError) as info:
+        price(spec)
+    assert info.value.loc == ["body"] and "cannot be priced" in info.value.msg
