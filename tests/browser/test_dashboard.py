@@ -189,7 +189,7 @@ def test_cancel_button_stops_a_running_experiment(page, stack):
 @pytest.fixture(scope="module")
 def tokens_stack(tmp_path_factory):
     """A server with tokens on and no worker (a queued job cancels at once)."""
-    from tests.e2e.stack import add_users
+    from devtools.stack import add_users
 
     _require_browser()
     stack = launch_stack(tmp_path_factory.mktemp("browser-tokens"), {"ADVLAB_AUTH": "tokens"},

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from service.auth import generate_token
-from tests.conftest import throwaway_pg_database
-from tests.e2e.stack import Stack, add_users, launch_stack, tiny_spec
+from devtools.services import throwaway_pg_database
+from devtools.stack import Stack, add_users, launch_stack, tiny_spec
 
 USERS = ("alice", "bob")
 
