@@ -21,8 +21,7 @@ from urllib.parse import quote
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
 
-from service.auth import (CSRF_HEADER, LOCAL_USER, SESSION_COOKIE, Principal, check_csrf,
-                          csrf_token, hash_token)
+from service.auth import LOCAL_USER, SESSION_COOKIE, Principal, csrf_token, hash_token
 
 
 CSRF_FIELD = "csrf"  # the CSRF token's name in a form (logout)
