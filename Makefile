@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 .PHONY: install serve test test-all bench clean
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
-	# test-only oracle; --no-deps so it cannot pull a different (CUDA) torch
-	$(BIN)/pip install -q --no-deps torchattacks==3.5.1
-	touch $(STAMP)
+	@echo "advlab: installing everything into $(VENV) (first run only; about 1-2 minutes)"
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@echo "advlab: [1/4] pip" && $(BIN)/pip install -q --upgrade pip
+	@echo "advlab: [2/4] torch 2.13.0 (CPU)" && $(BIN)/pip install -q torch==2.13.0
+	@echo "advlab: [3/4] advlab and its dependencies" && $(BIN)/pip install -q -e '.[dev]'
+	@# test-only oracle; --no-deps so it cannot pull a different (CUDA) torch
+	@echo "advlab: [4/4] torchattacks (test oracle)" && $(BIN)/pip install -q --no-deps torchattacks==3.5.1
+	@touch $(STAMP) && echo "advlab: installed"
 
 install: $(STAMP)
 

@@ -299,6 +299,9 @@ class AttackSpec(_Model):
     # an opposite cluster t: the weakest direction of the argmax read-out), scaled to the radius
     directions: Literal["feature", "data"] = "feature"
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,40}$")  # metric label
+    # set by resolve(), never needed in a request: why the attack is in the resolved spec
+    # ("reliable_default": autoattack at the training radius, added after adversarial training)
+    added: Literal["reliable_default"] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -397,6 +400,18 @@ def robust_metric(split: str, label: str, radius: float) -> str:
     """The one spelling of a robust-accuracy metric: `test/robust_accuracy/pgd_l2@4` (an
     attack's label, or a threat's `min_...` label for the minimum over attacks)."""
     return f"{split}/robust_accuracy/{label}@{format_radius(radius)}"
+
+
+def metric_order(name: str) -> tuple[str, float, str]:
+    """Sort key for metric names: a name's `@radius` compares as a number (`pgd_l2@2` before
+    `pgd_l2@10`), everything else as text."""
+    head, at, radius = name.rpartition("@")
+    if at:
+        try:
+            return head, float(radius), ""
+        except ValueError:
+            pass
+    return name, float("-inf"), ""
 
 
 # ----------------------------------------------------------------------------- training
@@ -566,7 +581,24 @@ class ExperimentSpec(_Model):
         if self.study is not None and self.study.kind == "feature_attacks" and self.data.kind != "image":
             raise ValueError("study 'feature_attacks' needs image data (class labels and pixels)")
         self._check_sizes()
+        self._check_reliable_default()
         return self
+
+    def _check_reliable_default(self) -> None:
+        """The attack bounds hold with the reliable default that resolve() adds."""
+        default = reliable_default(self.training, self.evaluation.attacks)
+        if default is None:
+            return
+        attacks = self.evaluation.attacks
+        if len(attacks) + 1 > MAX_ATTACKS:
+            raise too_large("ExperimentSpec", ("evaluation", "attacks"), len(attacks) + 1,
+                            MAX_ATTACKS, "attacks with the reliable default after adversarial "
+                            "training (autoattack at the training radius)")
+        passes = sum(a.passes for a in attacks) + default.passes
+        if passes > MAX_ATTACK_PASSES:
+            raise too_large("ExperimentSpec", ("evaluation", "attacks"), passes,
+                            MAX_ATTACK_PASSES, "sum over attacks of (steps + 1) x restarts x "
+                            "radii, with the reliable default after adversarial training")
 
     def _check_sizes(self) -> None:
         """Hard bounds on products of fields from several sections (data x seeds, epochs x
@@ -641,6 +673,9 @@ class ExperimentSpec(_Model):
                            *study_attacks]:
                 if attack.box is None:
                     attack.box = [0.0, 1.0]  # pixels live in [0, 1]
+        default = reliable_default(t, spec.evaluation.attacks)
+        if default is not None:
+            spec.evaluation.attacks = [*spec.evaluation.attacks, default]
         return spec
 
     def canonical_json(self) -> str:
@@ -650,6 +685,25 @@ class ExperimentSpec(_Model):
 
     def spec_hash(self) -> str:
         return hashlib.sha256(f"v{SPEC_VERSION}:{self.canonical_json()}".encode()).hexdigest()
+
+
+def reliable_default(training: TrainingSpec, attacks: list[AttackSpec]) -> AttackSpec | None:
+    """After adversarial training, the evaluation always includes `autoattack` at the training
+    norm and radius (same budget, box and read-out): the adversary's own attack is the one the
+    model was optimised against, so its robust accuracy alone is not evidence. None when not
+    adversarial or when an attack listed already is that autoattack."""
+    adversary = training.adversary
+    if training.mode != "adversarial" or adversary is None:
+        return None
+    radius = adversary.radii[0]
+    for a in attacks:
+        if a.kind == "autoattack" and a.norm == adversary.norm and radius in a.radii \
+                and a.subspace is None and a.budget == adversary.budget \
+                and a.box == adversary.box and a.readout == adversary.readout:
+            return None
+    return AttackSpec(kind="autoattack", norm=adversary.norm, radii=[radius],
+                      budget=adversary.budget, box=adversary.box, readout=adversary.readout,
+                      added="reliable_default")
 
 
 def data_size(data) -> tuple[int, int, int, str]:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 RETRY_STATUS = {502, 503, 504}  # a restarting server / proxy: worth another try
+EVENTS_READ_S = 45.0  # the event stream sends a keep-alive comment every 15 s
 
 
 def _message(response: httpx.Response) -> tuple[str, Any]:
@@ -70,6 +71,7 @@ class Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
         self.retries = retries
+        self.timeout = timeout
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
 
     def close(self) -> None:
@@ -242,28 +244,33 @@ class Experiment:
 
     def wait(self, progress: bool = False, poll_s: float = 0.5, timeout_s: float | None = None,
              raise_on_failure: bool = True) -> dict:
-        """Poll until the experiment ends; with `progress`, a bar with step/total and ETA.
-        Raises JobFailed (unless raise_on_failure=False) when it ends failed or canceled."""
-        bar = None
+        """Wait until the experiment ends; with `progress`, a bar with step/total and ETA.
+        Follows the server's event stream (status and progress only), so the end is seen as soon
+        as the server sees it; where the stream is unavailable (a proxy that cuts it, an older
+        server) it polls every `poll_s` instead. Raises JobFailed (unless
+        raise_on_failure=False) when it ends failed or canceled, TimeoutError after `timeout_s`."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        try:
-            while True:
-                info = self.info()
-                prog = info.get("progress") or {}
-                if progress and bar is None:
-                    from tqdm import tqdm
+        bar = None
 
-                    bar = tqdm(total=prog.get("total") or None, desc=self.id[:8], unit="epoch",
-                               dynamic_ncols=True)
-                if bar is not None:
-                    bar.n = prog.get("step") or 0
-                    bar.set_postfix_str(info["status"])
-                    bar.refresh()
-                if info["status"] in TERMINAL:
-                    break
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"{self.id} still {info['status']} after {timeout_s}s")
-                time.sleep(poll_s)
+        def show(status: str, prog: dict) -> None:
+            nonlocal bar
+            if not progress:
+                return
+            if bar is None:
+                from tqdm import tqdm
+
+                bar = tqdm(total=prog.get("total") or None, desc=self.id[:8], unit="epoch",
+                           dynamic_ncols=True)
+            if prog.get("total") and bar.total != prog["total"]:
+                bar.total = prog["total"]
+            bar.n = prog.get("step") or 0
+            bar.set_postfix_str(status)
+            bar.refresh()
+
+        try:
+            info = self._wait_on_events(show, deadline, timeout_s)
+            if info is None:
+                info = self._wait_polling(show, deadline, timeout_s, poll_s)
         finally:
             if bar is not None:
                 bar.close()
@@ -271,6 +278,60 @@ class Experiment:
             reason = f": {info['error']}" if info.get("error") else ""
             raise JobFailed(f"experiment {self.id} {info['status']}{reason}", info)
         return info
+
+    def _wait_on_events(self, show, deadline: float | None, timeout_s: float | None
+                        ) -> dict | None:
+        """The experiment's final info, read once its event stream says `end`; None when the
+        stream could not be followed to its end (then the caller polls)."""
+        status, prog = "", {}
+        read_s = EVENTS_READ_S if deadline is None else max(0.1, min(
+            EVENTS_READ_S, deadline - time.monotonic()))
+        timeout = httpx.Timeout(self.client.timeout, read=read_s)
+        try:
+            with self.client._http.stream("GET", f"{self._path}/events",
+                                         params={"metrics": "false"}, timeout=timeout) as response:
+                if response.status_code != 200:
+                    return None
+                event, data = None, []
+                for line in response.iter_lines():
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise TimeoutError(f"{self.id} still {status or 'queued'} after "
+                                           f"{timeout_s}s")
+                    if line.startswith(":"):
+                        continue
+                    if line.startswith("event:"):
+                        event = line[len("event:"):].strip()
+                    elif line.startswith("data:"):
+                        data.append(line[len("data:"):].lstrip())
+                    elif not line:  # a blank line ends an event
+                        payload = json.loads("\n".join(data)) if data else {}
+                        if event == "status":
+                            status = payload.get("status", status)
+                        elif event == "progress":
+                            prog = payload
+                        elif event == "end":
+                            return self.info()
+                        if event in ("status", "progress"):
+                            show(status, prog)
+                        event, data = None, []
+        except httpx.ReadTimeout:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{self.id} still {status or 'queued'} after {timeout_s}s")
+            return None
+        except (httpx.HTTPError, ValueError):
+            return None
+        return None
+
+    def _wait_polling(self, show, deadline: float | None, timeout_s: float | None,
+                      poll_s: float) -> dict:
+        while True:
+            info = self.info()
+            show(info["status"], info.get("progress") or {})
+            if info["status"] in TERMINAL:
+                return info
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{self.id} still {info['status']} after {timeout_s}s")
+            time.sleep(poll_s)
 
     def metrics(self, names: list[str] | None = None, max_points: int | None = None,
                 since_step: int | None = None, seed: int | None = None) -> "pd.DataFrame":

@@ -355,9 +355,12 @@ def sweep(server: Server, spec: str, grid: Sequence[str], seeds: str | None, set
         err.print(f"submitted sweep {sw.id}", highlight=False)
         info = sw.wait(progress=_bar(quiet), raise_on_failure=False)
         out.print(sw.id, highlight=False)
+        from advcore.spec import metric_order
+
         table = Table("grid point", "metric", "mean", "std", "n")
         for row in info["aggregate"]:
-            for metric, stats in row["metrics"].items():
+            for metric, stats in sorted(row["metrics"].items(),
+                                        key=lambda item: metric_order(item[0])):
                 if metric.startswith(("test/clean_accuracy", "test/robust_accuracy",
                                       "fine/test/clean_accuracy")):
                     std = "" if stats.get("std") is None else f"{stats['std']:.4f}"

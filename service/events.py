@@ -104,7 +104,7 @@ def end_frame(exp: Experiment) -> str:
 
 
 async def event_stream(request: Request, store: Store, experiment_id: str, *, poll_s: float,
-                       after_step: int) -> AsyncIterator[str]:
+                       after_step: int, with_metrics: bool = True) -> AsyncIterator[str]:
     state = StreamState(sent_step=after_step)
     quiet_since = time.monotonic()
     yield f"retry: {int(max(poll_s, 1.0) * 1000)}\n\n"
@@ -115,9 +115,10 @@ async def event_stream(request: Request, store: Store, experiment_id: str, *, po
             yield sse("end", {"id": experiment_id, "status": "deleted"})
             return
         frames = state.look(exp)
-        points = await run_in_threadpool(new_points, store, experiment_id, state.sent_step,
-                                         state.sent_at_last)
-        frames += state.metrics(points)
+        if with_metrics:
+            points = await run_in_threadpool(new_points, store, experiment_id, state.sent_step,
+                                             state.sent_at_last)
+            frames += state.metrics(points)
         if exp.status in TERMINAL:
             frames.append(end_frame(exp))
         for frame in frames:

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from advcore import __version__ as ADVCORE_VERSION
 from advcore.cost import Cost, estimate
-from advcore.spec import ExperimentSpec
+from advcore.spec import ExperimentSpec, metric_order
 from advcore.stats import mean, sample_std
 from advcore.summary import RunSummary
 from lab.config import Settings
@@ -368,6 +368,6 @@ def aggregate(sweep: Sweep, experiments: Iterable[Experiment]) -> list[dict[str,
     for index in sorted(rows):
         row = rows[index]
         values = row.pop("_values")
-        row["metrics"] = {key: reduce(v) for key, v in sorted(values.items())}
+        row["metrics"] = {key: reduce(values[key]) for key in sorted(values, key=metric_order)}
         out.append(row)
     return out

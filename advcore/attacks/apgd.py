@@ -320,7 +320,8 @@ def _apgd_runs(attack, ctx, *, targeted_classes: bool) -> int:
     targets = 1
     if targeted_classes and not binary_head:
         targets = max(1, min(attack.n_target_classes, n_classes - 1))
-    starts = data_starts(ctx) if attack.data_starts else 0
+    # the data models' start directions exist for binary labels only (advcore.attacks.starts)
+    starts = data_starts(ctx) if attack.data_starts and binary_head else 0
     return targets * (starts + (attack.restarts if attack.random_start else 1))
 
 

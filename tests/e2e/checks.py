@@ -20,6 +20,9 @@ def expected_metric_names(spec: dict) -> set[str]:
     for attack in spec["evaluation"]["attacks"]:
         label = attack.get("name") or f"{attack['kind']}_{attack.get('norm', 'l2')}"
         names |= {f"test/robust_accuracy/{label}@{r:g}" for r in attack["radii"]}
+        # the minimum over every attack of the same threat (advcore.summary)
+        names |= {f"test/robust_accuracy/min_{attack.get('norm', 'l2')}@{r:g}"
+                  for r in attack["radii"]}
     return names
 
 

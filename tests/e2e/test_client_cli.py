@@ -120,7 +120,7 @@ def test_cli_submit_with_set_and_wait_exits_0_and_results_are_readable(stack, tm
     assert info["spec"]["training"]["epochs"] == 4 and info["tags"] == ["cli", "e2e"]
 
     shown = advlab(stack, "show", experiment_id, env_url=True)
-    assert shown.returncode == 0 and "succeeded" in shown.stdout and "clean_accuracy/test" in shown.stdout
+    assert shown.returncode == 0 and "succeeded" in shown.stdout and "test/clean_accuracy" in shown.stdout
     metrics = advlab(stack, "metrics", experiment_id, "--csv", "--names", "train/loss")
     rows = list(csv.DictReader(io.StringIO(metrics.stdout)))
     assert metrics.returncode == 0 and [int(r["step"]) for r in rows] == [0, 4]
@@ -250,3 +250,23 @@ def test_cli_shows_the_estimate_before_a_sweep_and_refuses_an_oversized_one(stac
                   "--set", 'learner={"kind": "resnet18", "width": 512}')
     assert over.returncode == 2 and "413" in over.stderr and "lower learner.width" in over.stderr
     assert over.stdout.strip() == ""
+
+
+def test_wait_follows_the_event_stream_and_reads_the_experiment_once_at_its_end(client, stack):
+    requested: list[str] = []
+    client._http.event_hooks["request"].append(lambda request: requested.append(request.url.path))
+    exp = client.submit(tiny_spec(name="wait on events", epochs=30, every=10, seed=2))
+    info = exp.wait(timeout_s=120)
+    assert info["status"] == "succeeded"
+    reads = [p for p in requested if p == f"/v1/experiments/{exp.id}"]
+    assert f"/v1/experiments/{exp.id}/events" in requested
+    assert len(reads) == 1, requested  # no polling: one read once the stream said `end`
+
+
+def test_wait_on_a_queued_job_raises_timeout_error_at_its_deadline(client, stack):
+    exp = client.submit(tiny_spec(name="waits long", epochs=2000, every=1000, seed=4))
+    try:
+        with pytest.raises(TimeoutError):
+            exp.wait(timeout_s=1.0)
+    finally:
+        exp.cancel()

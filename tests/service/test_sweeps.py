@@ -294,3 +294,13 @@ def test_two_path_grid_keeps_the_submitted_path_order_in_points_and_labels(api):
     assert [row["label"] for row in sweep["aggregate"]] == [
         "training.mode=standard, learner.width=4", "training.mode=standard, learner.width=8",
         "training.mode=adversarial, learner.width=4", "training.mode=adversarial, learner.width=8"]
+
+
+def test_metric_names_sort_by_their_radius_as_a_number():
+    from advcore.spec import metric_order
+
+    names = ["test/robust_accuracy/pgd_l2@10", "test/clean_accuracy",
+             "test/robust_accuracy/pgd_l2@2", "test/robust_accuracy/pgd_l2@0.5"]
+    assert sorted(names, key=metric_order) == [
+        "test/clean_accuracy", "test/robust_accuracy/pgd_l2@0.5",
+        "test/robust_accuracy/pgd_l2@2", "test/robust_accuracy/pgd_l2@10"]

@@ -30,10 +30,14 @@ async def experiment_events(
     poll_s: Annotated[float, Query(ge=0.05, le=10.0, description="Seconds between looks at "
                                                                  "the store.")] = 0.5,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    metrics: Annotated[bool, Query(description="Send `metrics` events (false: status, "
+                                               "progress and `end` only, for a client that "
+                                               "only waits).")] = True,
 ) -> StreamingResponse:
     after_step = -1
     if last_event_id and last_event_id.strip().lstrip("-").isdigit():
         after_step = int(last_event_id.strip())
-    stream = event_stream(request, store, experiment.id, poll_s=poll_s, after_step=after_step)
+    stream = event_stream(request, store, experiment.id, poll_s=poll_s, after_step=after_step,
+                          with_metrics=metrics)
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
