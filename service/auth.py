@@ -14,12 +14,13 @@
   until the oldest failure leaves the window. The token is checked first: a valid token is never
   refused, so failures from one address cannot lock out the lab. The client address is the
   socket's peer; the API trusts `X-Forwarded-For` only from `ADVLAB_TRUSTED_PROXIES` (uvicorn's
-  `--forwarded-allow-ips`, set by service.serve.api_command).
+  `--forwarded-allow-ips`, set by launcher.serve.api_command).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Annotated
@@ -32,6 +33,9 @@ from service.failure_limiter import Limiter, failure_key, make_limiter
 
 TOKEN_PREFIX = "advlab_"
 LOCAL_USER = "local"
+SESSION_COOKIE = "advlab_session"  # the dashboard's login session (service.web_session)
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,20 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def csrf_token(session_token: str) -> str:
+    return hashlib.sha256(b"advlab-csrf:" + session_token.encode()).hexdigest()[:40]
+
+
+def check_csrf(request: Request, session_token: str, sent: str | None = None) -> None:
+    """403 unless a cookie-authenticated write carries the session's CSRF token."""
+    if request.method in SAFE_METHODS:
+        return
+    sent = sent if sent is not None else request.headers.get(CSRF_HEADER, "")
+    if not hmac.compare_digest(sent.encode(), csrf_token(session_token).encode()):
+        raise Forbidden(f"a write authenticated by the session cookie needs the {CSRF_HEADER} "
+                        "header of the dashboard page (or use a bearer token)")
+
+
 def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if not header:
@@ -75,7 +93,7 @@ def _bearer(request: Request) -> str | None:
 # documents the schemes in OpenAPI (`/docs` gets an Authorize button); both are parsed below
 bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer", description=(
     "API token from `advlab tokens create NAME` (only with ADVLAB_AUTH=tokens)."))
-cookie_scheme = APIKeyCookie(name="advlab_session", auto_error=False, scheme_name="session",
+cookie_scheme = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, scheme_name="session",
                              description="The dashboard's session cookie (set by POST /login); "
                                          "writes also need the X-CSRF-Token header.")
 
@@ -90,8 +108,6 @@ def current_user(
     if settings.auth == "none":
         request.state.user = LOCAL_USER
         return Principal(LOCAL_USER, True)
-    from service.web_session import SESSION_COOKIE, check_csrf
-
     token, via_cookie = _bearer(request), False
     if token is None and request.cookies.get(SESSION_COOKIE):
         token, via_cookie = request.cookies[SESSION_COOKIE], True  # the dashboard's session

@@ -15,20 +15,16 @@ their plots, live events and in-page actions authenticate as that token's user.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
 
-from service.auth import LOCAL_USER, Forbidden, Principal, hash_token
+from service.auth import LOCAL_USER, SESSION_COOKIE, Principal, csrf_token, hash_token
 
-SESSION_COOKIE = "advlab_session"
-CSRF_HEADER = "X-CSRF-Token"
-CSRF_FIELD = "csrf"  # the same value in a form (logout)
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+CSRF_FIELD = "csrf"  # the CSRF token's name in a form (logout)
 
 
 class LoginRequired(Exception):
@@ -37,20 +33,6 @@ class LoginRequired(Exception):
     def __init__(self, next_path: str) -> None:
         super().__init__(next_path)
         self.next_path = next_path
-
-
-def csrf_token(session_token: str) -> str:
-    return hashlib.sha256(b"advlab-csrf:" + session_token.encode()).hexdigest()[:40]
-
-
-def check_csrf(request: Request, session_token: str, sent: str | None = None) -> None:
-    """403 unless a cookie-authenticated write carries the session's CSRF token."""
-    if request.method in SAFE_METHODS:
-        return
-    sent = sent if sent is not None else request.headers.get(CSRF_HEADER, "")
-    if not hmac.compare_digest(sent.encode(), csrf_token(session_token).encode()):
-        raise Forbidden(f"a write authenticated by the session cookie needs the {CSRF_HEADER} "
-                        "header of the dashboard page (or use a bearer token)")
 
 
 def session_user(request: Request) -> Principal | None:

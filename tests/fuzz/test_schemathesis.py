@@ -148,7 +148,7 @@ def _make_target(tmp_path_factory, migrated_sqlite, variant: str, database_url: 
         login = api.client.post("/login", data={"token": token}, follow_redirects=False)
         assert login.status_code == 303, login.text
         target.cookies = {"advlab_session": login.cookies["advlab_session"]}
-        from service.web_session import csrf_token
+        from service.auth import csrf_token
 
         target.headers = {} if variant == "cookie-no-csrf" else {"X-CSRF-Token": csrf_token(token)}
     return factory, target

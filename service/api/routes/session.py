@@ -15,8 +15,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from service.auth import TooManyRequests, Unauthorized, current_user, hash_token, refuse_bad_token
-from service.web_session import (CSRF_FIELD, SESSION_COOKIE, check_csrf, page_user, safe_next)
+from service.auth import (SESSION_COOKIE, TooManyRequests, Unauthorized, check_csrf, current_user,
+                          hash_token, refuse_bad_token)
+from service.web_session import CSRF_FIELD, page_user, safe_next
 
 router = APIRouter(include_in_schema=False)
 MAX_FORM_BYTES = 4096
