@@ -382,10 +382,16 @@ class AttackSpec(_Model):
         """Label of the robust accuracy against every attack of the same threat (norm, budget,
         read-out): `min_l2`, `min_linf_per_patch`, `min_l2_fine`, `min_l2_argmax`. A box only
         narrows the ball (images: resolve() boxes every attack), so boxed and unboxed attacks
-        share it; attacks of different read-outs never do."""
+        share it; attacks of different read-outs never do. An attack restricted to a subspace
+        measures a smaller threat on purpose (`min_l2_non_robust`): it is never compared with
+        the whole ball's attacks, whose disagreement with it would be no sign of masking."""
         label = f"min_{self.norm}"
         if self.budget == "per_patch":
             label += "_per_patch"
+        if isinstance(self.subspace, str):
+            label += f"_{self.subspace}"
+        elif self.subspace is not None:
+            label += "_subspace"
         if self.readout != "binary":
             label += f"_{self.readout}"
         return label

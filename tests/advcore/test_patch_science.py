@@ -29,8 +29,10 @@ sigma_n=0.02, q=3, rho=0.1, init 0.1, m=8, SGD lr 0.05, batch 100, l_inf threat 
   on tuning seed 0 (100 test points, APGD-CE 5-step adversary instead of PGD): rho = init =
   0.3, lr 0.15: clean 1.00, PGD 0.97, APGD-CE 0.40, APGD-T 0.19, autoattack 0.18 (u grows by
   >= 1.59, v by <= 0.84); rho = init = 0.2, lr 0.1: PGD 0.84, APGD-T 0.00. No setting with
-  autoattack >= 0.5 was found; the tests below assert the correlation flip and PGD's numbers,
-  not robustness (benchmarks/patch_reliability.py prints the reliable table).
+  autoattack >= 0.5 was found, so the claim tested below is the correlation flip, and that
+  PGD's robust accuracy at the training radius is an artefact which the minimum over attacks
+  (autoattack included) exposes and the summary flags (benchmarks/patch_reliability.py prints
+  the per-attack table).
 Correlations are max_r <w_{i,r}, f_i> (unit features); "growth" is final minus initial.
 Both trainings run 60 epochs (SGD, same data, learner and optimiser; only the mode differs);
 adversarial training with a 5-step PGD inner max: u-learning of a class switches
@@ -141,15 +143,22 @@ def test_adversarial_training_makes_robust_correlation_the_larger_for_every_clas
 
 
 @pytest.mark.slow
-def test_adversarial_training_is_robust_at_its_radius_under_margin_pgd(adversarial):
+def test_pgd_overstates_the_adversarially_trained_model_and_the_summary_says_so(adversarial):
+    """Adversarial training against 5-step PGD fits PGD: PGD at the training radius reports the
+    model robust, while the reliable default that resolve() adds after adversarial training
+    (autoattack at the training norm and radius) finds the spread attack over the P patches
+    (module docstring). The robust accuracy against every attack is far lower, and the summary
+    flags the disagreement instead of letting PGD's number stand."""
     spec, _, summary = adversarial
-    evaluated = spec.evaluation.attacks[0]
-    assert evaluated.kind == "pgd" and evaluated.loss == "margin" and evaluated.norm == "linf"
     assert spec.training.adversary.radii == [EPS]
-    for seed in SEEDS:
+    added = [a for a in spec.evaluation.attacks if a.kind == "autoattack"]
+    assert [(a.norm, a.radii, a.added) for a in added] == [("linf", [EPS], "reliable_default")]
+    for index, seed in enumerate(SEEDS):
         assert _final(adversarial, "test/clean_accuracy", seed) >= 0.95
-        assert _final(adversarial, f"test/robust_accuracy/pgd_linf@{EPS:g}", seed) >= 0.5
-        assert _final(adversarial, "test/robust_accuracy/pgd_l2_non_robust@2", seed) >= 0.5
-    # no sign of gradient masking behind that robustness (zero input gradients, noise stronger
-    # than the attack, accuracy rising with the radius)
-    assert summary["attack_flags"]["pgd_linf"]["suspicious"] is False, summary["attack_flags"]
+        pgd = _final(adversarial, f"test/robust_accuracy/pgd_linf@{EPS:g}", seed)
+        worst = _final(adversarial, f"test/robust_accuracy/min_linf@{EPS:g}", seed)
+        assert pgd >= 0.5, (seed, pgd)  # what a PGD-only evaluation would have reported
+        assert worst <= min(0.35, pgd - 0.3), (seed, pgd, worst)
+        flagged = [d for d in summary["seeds"][index].get("disagreements", [])
+                   if d["threat"] == "min_linf" and abs(d["radius"] - EPS) < 1e-9]
+        assert flagged and flagged[0]["suspicious"] and "pgd_linf" in flagged[0]["above"], flagged

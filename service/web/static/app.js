@@ -69,11 +69,21 @@ function initExperiments() {
 
 // ------------------------------------------------------------------ one experiment
 
+// A plot's load in flight: until it settles, the image is not asked for again. Under load a
+// render can take longer than the refresh interval, and a new src cancels the pending request,
+// so re-asking on every `metrics` event would keep a running job's plots from ever arriving
+// (while the server still renders every canceled request).
+function trackLoad(img) {
+  const figure = img.closest("figure");
+  img.dataset.loading = "true";
+  img.onload = () => { delete img.dataset.loading; figure.classList.remove("pending", "failed"); };
+  img.onerror = () => { delete img.dataset.loading; figure.classList.add("failed"); };
+}
+
 function refreshPlots() {
   for (const img of document.querySelectorAll("#plots img")) {
-    const figure = img.closest("figure");
-    img.onload = () => figure.classList.remove("pending", "failed");
-    img.onerror = () => figure.classList.add("failed");
+    if (img.dataset.loading === "true") continue;
+    trackLoad(img);
     img.src = img.dataset.src + "?t=" + Date.now();
   }
 }
@@ -85,6 +95,7 @@ function initExperiment() {
     const figure = img.closest("figure");
     img.addEventListener("error", () => figure.classList.add("failed"));
     if (img.complete && img.getAttribute("src") && img.naturalWidth === 0) figure.classList.add("failed");
+    if (!img.complete) trackLoad(img);  // the server-rendered src is still loading
   }
   if (body.dataset.terminal === "true") return;
   const live = $("#live");

@@ -1,0 +1,80 @@
+"""The dashboard's live plot refresh (service/web/static/app.js) run under Node with a stub DOM,
+fast and without a browser.
+
+The experiment page reloads its plot images on `metrics` events (at most every 3 s). A render
+can take longer than that on a busy server, and giving an <img> a new src cancels its pending
+request: if every event re-asked, a running job's plots would never arrive. So an image is only
+asked for again once its previous load has settled. Under CI=true a missing `node` FAILS.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI
+
+APP_JS = Path(__file__).resolve().parents[2] / "service" / "web" / "static" / "app.js"
+
+# A stub DOM with four plot images; each `src` assignment is a request. The script drives
+# refreshPlots the way `metrics` events do and prints what was requested when.
+HARNESS = r"""
+const vm = require("vm");
+const fs = require("fs");
+function makeImg(name) {
+  const figure = {classList: new Set(["pending"])};
+  figure.classList.remove = (...c) => c.forEach(x => figure.classList.delete(x));
+  const img = {dataset: {src: "/plots/" + name + ".png"}, requests: [], figure,
+               closest: () => figure, onload: null, onerror: null};
+  Object.defineProperty(img, "src", {set(v) { img.requests.push(v); }, get() { return ""; }});
+  return img;
+}
+const imgs = ["learning_curves", "robust_vs_radius", "correlations", "cosine"].map(makeImg);
+const document = {querySelectorAll: () => imgs, querySelector: () => null,
+                  addEventListener: () => {}, body: {dataset: {}}};
+const context = vm.createContext({document, window: {}, console, Date, Set, JSON});
+vm.runInContext(fs.readFileSync(process.argv[2], "utf8"), context);
+const counts = () => imgs.map(i => i.requests.length);
+const out = {};
+context.refreshPlots();                 // first metrics event: every plot is asked for
+out.first = counts();
+context.refreshPlots();                 // more events while the renders are still running
+context.refreshPlots();
+out.while_loading = counts();
+imgs[0].onload();                       // learning_curves arrives, robust_vs_radius is a 409
+imgs[1].onerror();
+out.pending_after = imgs.map(i => i.figure.classList.has("pending"));
+out.failed_after = imgs.map(i => i.figure.classList.has("failed"));
+context.refreshPlots();                 // the next event re-asks only the settled ones
+out.after_settle = counts();
+console.log(JSON.stringify(out));
+"""
+
+
+def _node() -> str:
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        if IN_CI:
+            pytest.fail("node is needed for the dashboard script test (CI=true: missing fails)")
+        pytest.skip("node not installed")
+    return node
+
+
+def test_a_plot_still_loading_is_not_requested_again(tmp_path):
+    harness = tmp_path / "harness.js"
+    harness.write_text(HARNESS)
+    done = subprocess.run([_node(), str(harness), str(APP_JS)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["first"] == [1, 1, 1, 1]
+    # the loads in flight are left alone: a new src would cancel them
+    assert out["while_loading"] == [1, 1, 1, 1]
+    assert out["pending_after"] == [False, True, True, True]
+    assert out["failed_after"] == [False, True, False, False]
+    # the settled ones (loaded, or answered 409) are refreshed; the two in flight are not
+    assert out["after_settle"] == [2, 2, 1, 1]
