@@ -175,6 +175,7 @@ class DataCost:
     host_bytes: float  # memory outside torch held during the run (raw files, numpy arrays)
     n_loc: Loc  # the field that sets the sample count (data.n_train)
     size: tuple[Factor, ...]  # fields that set the input size (data.d, data.patches, ...)
+    has_direction: bool = False  # a model-independent attack direction (Dataset.attack_direction)
 
     @property
     def in_elements(self) -> int:

@@ -168,10 +168,11 @@ def write_fake_image_files(root: Path, dataset: str, n_train: int, n_test: int) 
 # schedule shape (evaluations, attacks, radii, splits, seeds batched): the estimate's form is
 # what is tested, at sizes where its terms are measurable. `files` fakes a data set's standard
 # files at (train, test) images, the estimate told those sizes (IMAGE_SETS).
-# Adversarial examples train at a radius where no point breaks (TINY_RADIUS): the autoattack
-# that resolution adds at the training radius then runs every step of every start, the case the
-# estimate prices (it stops early on broken points); training costs the same at any radius.
-TINY_RADIUS = {"training.adversary.radii": [1e-3]}
+# Adversarial examples train and are attacked at radii where no point breaks (TINY_RADIUS:
+# the training radius, and each evaluation attack's radii scaled to 1e-3, 2e-3, ... with their
+# count kept): every attack then runs every step of every start, the case the estimate prices
+# (evaluation stops early on broken points); training costs the same at any radius.
+TINY_RADIUS = {"training.adversary.radii": [1e-3], "tiny_attack_radii": True}
 SHRUNK: dict[str, dict] = {
     "quickstart": {"training.epochs": 10},  # 60 -> 10 epochs
     "feature_averaging_binary": {  # epochs / 20, d / 5, n / 5, PGD steps / 5
@@ -257,6 +258,9 @@ def shrunk(name: str, body: dict) -> tuple[dict, tuple[int, int] | None]:
     for path, value in SHRUNK[name].items():
         if path == "files":
             files = value
+        elif path == "tiny_attack_radii":
+            for attack in body.get("evaluation", {}).get("attacks", []):
+                attack["radii"] = [1e-3 * (i + 1) for i in range(len(attack["radii"]))]
         else:
             _set(body, path.split("."), value)
     return body, files

@@ -326,15 +326,16 @@ def _apgd_runs(attack, ctx, *, targeted_classes: bool) -> int:
 
 
 def data_starts(ctx: AttackContext, pairs: int | None = MAX_PAIR_STARTS) -> int:
-    """Start directions of a data model with clusters, at most: feature direction, class-mean
-    difference, opposite clusters, and (an argmax read-out, or `pairs` None: all of them) the
-    cluster pairs of an opposite side, at most k - 1 clusters."""
-    if "cluster" not in ctx.data.features:
-        return MAX_DATA_STARTS
-    if pairs is not None and ctx.readout != "argmax":
-        return MAX_DATA_STARTS
+    """Start directions of binary data (advcore.attacks.starts.start_directions): the data's
+    attack direction where it has one, the class-mean difference, the opposite clusters where
+    it has clusters, and (an argmax read-out, or `pairs` None: all of them) the cluster pairs of
+    an opposite side, at most k - 1 clusters."""
+    clusters = "cluster" in ctx.data.features
+    base = ctx.data.has_direction + 1 + clusters
+    if not clusters or (pairs is not None and ctx.readout != "argmax"):
+        return base
     k = ctx.data.features["cluster"][0]
-    return MAX_DATA_STARTS + (k - 1 if pairs is None else min(pairs, k - 1))
+    return base + (k - 1 if pairs is None else min(pairs, k - 1))
 
 
 def apgd_cost(attack, ctx: AttackContext, *, targeted_classes: bool | None = None) -> AttackCost:
@@ -362,8 +363,9 @@ def apgd_cost(attack, ctx: AttackContext, *, targeted_classes: bool | None = Non
 
 
 def autoattack_cost(attack, ctx: AttackContext) -> AttackCost:
-    """APGD-CE, then APGD-T over the target classes, both priced on every point."""
-    ce = apgd_cost(attack, ctx, targeted_classes=False)
+    """APGD-CE (random restarts only), then APGD-T over the target classes (and the data's
+    start directions), both priced on every point."""
+    ce = apgd_cost(attack.model_copy(update={"data_starts": False}), ctx, targeted_classes=False)
     targeted = apgd_cost(attack, ctx, targeted_classes=True)
     return AttackCost(flops=ce.flops + targeted.flops, bytes=max(ce.bytes, targeted.bytes),
                       factors=targeted.factors)

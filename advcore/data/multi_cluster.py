@@ -66,4 +66,4 @@ def cost(spec) -> DataCost:
         has_readout=True, features={"cluster": (k, d)},
         build_bytes=2 * n * d * FLOAT + 3 * d * k * 8, host_bytes=0, n_loc=("data", "n_train"),
         size=(Factor(("data", "d"), d, 3072),
-              Factor(("data", "k"), k, 10)))
+              Factor(("data", "k"), k, 10)), has_direction=True)

@@ -66,4 +66,4 @@ def cost(spec) -> DataCost:
         n_train=spec.n_train, n_test=spec.n_test, in_shape=(spec.d,), n_classes=None,
         binary=True, has_readout=False, features={"separator": (1, spec.d)},
         build_bytes=max(8 * n, 4096) * spec.d * FLOAT, host_bytes=0, n_loc=("data", "n_train"),
-        size=(Factor(("data", "d"), spec.d, 3072),))
+        size=(Factor(("data", "d"), spec.d, 3072),), has_direction=True)
