@@ -29,9 +29,6 @@ KNOWN_CIRCLE_EDGES = {
     ("advcore.cost", "advcore.evaluate"),
     ("advcore.cost", "advcore.train"),
     ("advcore.cost", "advcore.studies"),
-    # the bearer check accepts the dashboard's session cookie: auth loads web_session lazily,
-    # which imports auth's Principal/Forbidden (to split with the open security work)
-    ("service.auth", "service.web_session"),
 }
 
 
