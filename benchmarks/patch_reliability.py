@@ -96,7 +96,7 @@ def torchattacks_apgdt(f, x, y, eps: float, k: int, seed: int) -> float:
     lo, hi = float(x.min()) - 2 * eps, float(x.max()) + 2 * eps
     scale = hi - lo
     wrapped = torch.nn.Module()
-    wrapped.forward = lambda z: f(lo + scale * z.reshape(x.shape))
+    wrapped.forward = lambda z: f(lo + scale * z.reshape(-1, *x.shape[1:]))  # any sub-batch
     z = ((x - lo) / scale).reshape(x.shape[0], 1, *x.shape[1:])
     attack = torchattacks.APGDT(wrapped, norm="Linf", eps=eps / scale, steps=100, n_restarts=1,
                                 n_classes=k, seed=seed)

@@ -217,9 +217,11 @@ def step_sizes(step_size: str | float, radius: Tensor | float, steps: int) -> Te
     return 2.5 * radius / steps if step_size == "auto" else float(step_size)
 
 
-# input-sized tensors live at once in a PGD iteration (measured): delta, best_delta, x + delta
-# and the gradient; a box adds the clamped candidate, a subspace its projection
-PGD_WORKING_INPUTS = 4
+# input-sized tensors live at once in a PGD iteration: the iterate x_adv and its gradient, the
+# best iterate, the random start drawn for every example, and the active sub-batch's gathered
+# inputs and start (evaluation compacts unbroken examples); a box adds the clamped candidate,
+# a subspace its projection
+PGD_WORKING_INPUTS = 6
 
 
 def pgd_cost(attack, ctx: AttackContext, *, steps: int | None = None,
