@@ -151,7 +151,7 @@ def test_pgd_overstates_the_adversarially_trained_model_and_the_summary_says_so(
     flags the disagreement instead of letting PGD's number stand."""
     spec, _, summary = adversarial
     assert spec.training.adversary.radii == [EPS]
-    added = [a for a in spec.evaluation.attacks if a.kind == "autoattack"]
+    added = [a for a in spec.resolve().evaluation.attacks if a.kind == "autoattack"]
     assert [(a.norm, a.radii, a.added) for a in added] == [("linf", [EPS], "reliable_default")]
     for index, seed in enumerate(SEEDS):
         assert _final(adversarial, "test/clean_accuracy", seed) >= 0.95

@@ -78,10 +78,11 @@ def test_deleting_a_running_runaway_frees_the_worker(stack):
 
 @pytest.fixture(scope="module")
 def tight(tmp_path_factory):
-    """Every deadline 3 s (floor 3 s, the estimate scaled to nothing); memory capped at 96 MiB."""
+    """Every deadline 3 s (floor 3 s, the estimate scaled to nothing); memory capped at 256 MiB
+    (above what the runaway evaluation grows to, far below the 800 MB job)."""
     stack = launch_stack(tmp_path_factory.mktemp("tight"), {
         **LIVENESS, "ADVLAB_TIME_FLOOR_S": "3", "ADVLAB_TIME_SAFETY": "1e-9",
-        "ADVLAB_MAX_JOB_MEMORY_BYTES": str(96 << 20)}, workers=1)
+        "ADVLAB_MAX_JOB_MEMORY_BYTES": str(256 << 20)}, workers=1)
     yield stack
     stack.close()
 
@@ -98,4 +99,4 @@ def test_a_job_past_its_memory_cap_fails_out_of_memory_once(tight):
     failed = tight.wait_for(tight.submit(spec), timeout=180)
     assert (failed["status"], failed["attempts"]) == ("failed", 1)
     assert failed["error"].startswith("out of memory: estimated "), failed["error"]
-    assert ", limit 96 MiB" in failed["error"]
+    assert ", limit 256 MiB" in failed["error"]
