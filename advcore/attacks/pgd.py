@@ -21,6 +21,11 @@ from advcore.cost import FLOAT, AttackContext, AttackCost, Factor
 
 Model = Callable[[Tensor], Tensor]
 
+# the early exit compacts the active batch once it would shrink to this fraction or less: each
+# compaction copies the inputs and iterates, so examples broken one by one stay (frozen) in the
+# batch until enough of them have gone
+COMPACT_BELOW = 0.75
+
 
 @dataclass
 class Threat:
@@ -106,9 +111,12 @@ def _unbroken_first(best: Tensor) -> Tensor | None:
 def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
             step_size: Tensor | float, restarts: int = 1, random_start: bool = True,
             loss: str = "margin", target: int | None = None,
-            generator: Generator = None, stop_broken: bool = False) -> tuple[Tensor, Tensor]:
+            generator: Generator = None, stop_broken: bool = False,
+            keep_delta: bool = True) -> tuple[Tensor | None, Tensor]:
     """Maximise the attack loss over the threat set; returns (delta, score) of each example's
     worst case: delta (*lead, *F), score (*lead) = attacker_score (lower = more successful).
+    `keep_delta=False` (an evaluation that only needs the scores) skips the worst-iterate
+    bookkeeping, two input-sized copies per step, and returns delta None.
 
     x (*lead, *F); y (*lead) (binary +-1 float or long classes); step_size per example (*lead)
     or a float. Gradients are taken w.r.t. the perturbation only (model parameters untouched).
@@ -117,15 +125,16 @@ def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
     restart adds one forward for its last iterate. `stop_broken` (evaluation, untargeted): an
     example whose score reaches <= 0 is broken for good (its worst case only falls), so it
     keeps that worst case and stops. Each row of the seed dims keeps its unbroken examples in
-    front and the batch shrinks to the largest unbroken count over rows (the others' broken
-    examples fill their rows, frozen); later restarts start from the unbroken ones only.
+    front and the batch shrinks (by a quarter or more at a time) to the largest unbroken count
+    over rows (the others' broken examples fill their rows, frozen); later restarts start from
+    the unbroken ones only.
     Random starts are drawn for every example, so S batched seeds draw what S runs draw.
     """
     x = x.detach()
     n_batch = y.dim() - 1
     stop = stop_broken and target is None
     score_is_loss = loss == "margin" and target is None  # attack_loss = -margin = -score
-    best_delta = torch.zeros_like(x)
+    best_delta = torch.zeros_like(x) if keep_delta else None
     best_score = torch.full(y.shape, float("inf"), dtype=x.dtype, device=x.device)
     step = bcast(step_size, x)
     for _ in range(restarts if random_start else 1):
@@ -156,16 +165,17 @@ def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
                 if rows[0].numel():
                     full = (*rows[:-1], sub.order[rows])
                     best_score[full] = score[rows]
-                    best_delta[full] = x_adv[rows] - sub.x[rows]
+                    if keep_delta:
+                        best_delta[full] = x_adv[rows] - sub.x[rows]
                 if last:
                     break
                 x_adv = sub.threat.advance(sub.x, x_adv, grad, sub.step)
                 if stop:
-                    unbroken = (sub.best > 0).sum(-1).max()
-                    if int(unbroken) < sub.best.shape[-1]:
+                    unbroken = int((sub.best > 0).sum(-1).max())
+                    if unbroken == 0:
+                        break
+                    if unbroken <= COMPACT_BELOW * sub.best.shape[-1]:
                         kept = _unbroken_first(sub.best)
-                        if kept is None:
-                            break
                         sub = sub.select(kept)
                         x_adv = _gather(x_adv, kept, n_batch)
     return best_delta, best_score
@@ -206,10 +216,11 @@ def _input_gradient(objective: Tensor, delta: Tensor) -> Tensor:
 
 
 def fgsm(model: Model, x: Tensor, y: Tensor, threat: Threat, *, loss: str = "margin",
-         target: int | None = None, stop_broken: bool = False) -> tuple[Tensor, Tensor]:
+         target: int | None = None, stop_broken: bool = False,
+         keep_delta: bool = True) -> tuple[Tensor | None, Tensor]:
     """One steepest-ascent step of the full radius from the clean point (no random start)."""
     return run_pgd(model, x, y, threat, steps=1, step_size=threat.radius, random_start=False,
-                   loss=loss, target=target, stop_broken=stop_broken)
+                   loss=loss, target=target, stop_broken=stop_broken, keep_delta=keep_delta)
 
 
 def step_sizes(step_size: str | float, radius: Tensor | float, steps: int) -> Tensor | float:
