@@ -134,7 +134,7 @@ def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
     n_batch = y.dim() - 1
     stop = stop_broken and target is None
     score_is_loss = loss == "margin" and target is None  # attack_loss = -margin = -score
-    best_delta = torch.zeros_like(x) if keep_delta else None
+    best_x = x.clone() if keep_delta else None  # each example's worst iterate (delta 0 at first)
     best_score = torch.full(y.shape, float("inf"), dtype=x.dtype, device=x.device)
     step = bcast(step_size, x)
     for _ in range(restarts if random_start else 1):
@@ -165,8 +165,10 @@ def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
                 if rows[0].numel():
                     full = (*rows[:-1], sub.order[rows])
                     best_score[full] = score[rows]
-                    if keep_delta:
-                        best_delta[full] = x_adv[rows] - sub.x[rows]
+                    if keep_delta and sub.full and rows[0].numel() == better.numel():
+                        best_x.copy_(x_adv)  # every example improved: one contiguous copy
+                    elif keep_delta:
+                        best_x[full] = x_adv[rows]
                 if last:
                     break
                 x_adv = sub.threat.advance(sub.x, x_adv, grad, sub.step)
@@ -178,7 +180,7 @@ def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
                         kept = _unbroken_first(sub.best)
                         sub = sub.select(kept)
                         x_adv = _gather(x_adv, kept, n_batch)
-    return best_delta, best_score
+    return (best_x.sub_(x) if keep_delta else None), best_score
 
 
 class _Active:
@@ -189,6 +191,7 @@ class _Active:
         self.dim, self.order = dim, order
         n = y.shape[-1]
         full = order.shape[-1] == n and bool((order == torch.arange(n, device=order.device)).all())
+        self.full = full  # the whole batch in its own order
         self._set(x, y, threat, step, best, (lambda v: v) if full else
                   (lambda v: _gather(v, order, dim)))
 
@@ -200,7 +203,7 @@ class _Active:
     def select(self, kept: Tensor) -> "_Active":
         """The sub-batch at per-row positions `kept` (*B, K') of this one."""
         out = object.__new__(_Active)
-        out.dim, out.order = self.dim, self.order.gather(-1, kept)
+        out.dim, out.order, out.full = self.dim, self.order.gather(-1, kept), False
         out._set(self.x, self.y, self.threat, self.step, self.best,
                  lambda v: _gather(v, kept, self.dim))
         return out
