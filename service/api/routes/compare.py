@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
 from service import compare as svc
 from service.api.deps import StoreDep
+from service.api.params import ExperimentIds, ImageFormat, MaxPoints, MetricNames, Seed
 from service.experiments import split_names
 from service.plots import FORMATS, render
 from service.schemas import Error
@@ -27,12 +28,10 @@ router = APIRouter(tags=["compare"])
                422: {"model": Error, "description": "No ids, or more than 20."}})
 def compare_experiments(
     store: StoreDep,
-    ids: Annotated[list[str], Query(description="Experiment ids (comma list or repeated).")],
-    names: Annotated[list[str], Query(description="Metric names (comma list or repeated); all "
-                                                  "when absent.")] = [],
-    max_points: Annotated[int | None, Query(ge=4, le=100_000, description="Downsample each "
-                                            "series in the database first.")] = None,
-    seed: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="Only this seed.")] = None,
+    ids: ExperimentIds,
+    names: MetricNames = [],
+    max_points: MaxPoints = None,
+    seed: Seed = None,
 ) -> svc.Comparison:
     return svc.compare(store, svc.parse_ids(ids), names=split_names(names),
                        max_points=max_points, seed=seed)
@@ -53,9 +52,9 @@ def compare_experiments(
 def compare_plot(
     store: StoreDep,
     name: Annotated[str, Path(description="robust_vs_radius or a metric name.")],
-    fmt: Annotated[Literal["png", "svg"], Path(description="Image format.")],
-    ids: Annotated[list[str], Query(description="Experiment ids (comma list or repeated).")],
-    seed: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="Only this seed.")] = None,
+    fmt: ImageFormat,
+    ids: ExperimentIds,
+    seed: Seed = None,
     attack: Annotated[str | None, Query(description="robust_vs_radius: only this attack "
                                                     "label, e.g. pgd_l2.")] = None,
 ) -> Response:

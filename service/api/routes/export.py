@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Response
 
 from service.api.deps import ExperimentDep, StoreDep
+from service.api.params import TableFormat
 from service.export import COLUMNS, FORMATS, attachment, export_experiment
 from service.schemas import Error
 
@@ -25,7 +24,7 @@ router = APIRouter(prefix="/experiments", tags=["export"])
                404: {"model": Error, "description": "No experiment with that id."}})
 def export_series(
     experiment: ExperimentDep, store: StoreDep,
-    fmt: Annotated[Literal["csv", "parquet"], Path(description="File format.")],
+    fmt: TableFormat,
 ) -> Response:
     content = export_experiment(store, experiment, fmt)
     return Response(content, media_type=FORMATS[fmt],

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
 from service.api.deps import ExperimentDep, StoreDep
+from service.api.params import ImageFormat, int32_query
 from service.experiment_plots import PLOTS, render_plot
 from service.plots import FORMATS
 from service.schemas import Error
@@ -31,11 +32,11 @@ _NAMES = "; ".join(f"`{name}`: {doc}" for name, doc in PLOTS.items())
 def read_plot(
     experiment: ExperimentDep, store: StoreDep,
     name: Annotated[str, Path(description=f"One of {', '.join(PLOTS)}.")],
-    fmt: Annotated[Literal["png", "svg"], Path(description="Image format.")],
-    seed: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="Only this seed (default: all seeds "
-                                                        "as mean ± std; cosine: the first).")] = None,
-    step: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="cosine: the matrix at this epoch "
-                                                        "(default: latest).")] = None,
+    fmt: ImageFormat,
+    seed: Annotated[int | None, int32_query("Only this seed (default: all seeds as mean ± std; "
+                                            "cosine: the first).")] = None,
+    step: Annotated[int | None, int32_query("cosine: the matrix at this epoch (default: "
+                                            "latest).")] = None,
     matrix: Annotated[str | None, Query(description="cosine: one matrix, e.g. cosine/cluster "
                                                     "(default: all side by side).")] = None,
 ) -> Response:
