@@ -20,7 +20,6 @@ from typing import Iterable
 
 import httpx
 
-from lab.broker import MONITORING_SCHEMES
 from lab.status import TERMINAL
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,9 +89,7 @@ class Stack:
         argv = [sys.executable, "-m", "celery", "-A", "worker.app:celery_app", "worker",
                 "-P", "solo", "-c", "1", "-Q", self.env["ADVLAB_QUEUE"],
                 "-n", f"{name}-{uuid.uuid4().hex[:6]}@e2e", "--loglevel", "INFO",
-                "--without-mingle", "--without-gossip"]
-        if not self.env.get("ADVLAB_BROKER_URL", "").startswith(MONITORING_SCHEMES):
-            argv.append("--without-heartbeat")  # no event stream on the embedded brokers
+                "--without-mingle", "--without-gossip", "--without-heartbeat"]
         return self._start(name, argv)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:

@@ -34,17 +34,8 @@ def worker_command(
     return [
         sys.executable, "-m", "celery", "-A", "worker.app:celery_app", "worker",
         "-P", pool, "-c", str(concurrency), "-Q", queues or settings.resolved_cpu_queue, "-n", hostname,
-        "--loglevel", loglevel, "--without-mingle", "--without-gossip",
-        *worker_heartbeat_flags(settings),
+        "--loglevel", loglevel, "--without-mingle", "--without-gossip", "--without-heartbeat",
     ]
-
-
-def worker_heartbeat_flags(settings: Settings) -> list[str]:
-    """Celery's worker heartbeat events (what Flower shows as "online") where the broker carries
-    events; none on the embedded brokers."""
-    from lab.broker import supports_monitoring
-
-    return [] if supports_monitoring(settings) else ["--without-heartbeat"]
 
 
 def settings_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:

@@ -5,6 +5,11 @@ worker's side of the store is played through the real store methods."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -109,3 +114,17 @@ def test_remote_control_and_events_are_on_only_where_the_broker_carries_them(tmp
     for url in ("filesystem://", f"sqla+sqlite:///{tmp_path}/broker.db"):
         on, c = conf(url)
         assert not on and not c.worker_enable_remote_control and not c.worker_send_task_events
+
+
+def test_the_tools_app_module_loads_without_task_code(tmp_path):
+    """`celery -A lab.celery_app ...` (inspect, Flower) imports no worker, torch or API code."""
+    probe = ("import sys, lab.celery_app as m; m.app.loader.import_default_modules(); "
+             "assert m.app.conf.include == []; "
+             "print(sorted(k for k in sys.modules if k.split('.')[0] in "
+             "('worker', 'torch', 'advcore', 'service')))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADVLAB_")}
+    env["ADVLAB_HOME"] = str(tmp_path)
+    result = subprocess.run([sys.executable, "-c", probe], cwd=Path(__file__).parents[2],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
