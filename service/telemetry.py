@@ -22,6 +22,7 @@ from lab.config import Settings
 from lab.queue import JobQueue
 from lab.status import STATUSES
 from lab.store.base import ExperimentFilter, Operations, Store
+from service.asgi import StatusRecorder
 
 log = logging.getLogger("advlab.api")
 
@@ -220,20 +221,13 @@ class RequestTimer:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status_code = 500
-
-        async def send_status(message: dict) -> None:
-            nonlocal status_code
-            if message["type"] == "http.response.start":
-                status_code = message["status"]
-            await send(message)
-
+        recorder = StatusRecorder(send)
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive, recorder)
         finally:
             app = scope.get("app")
             telemetry = getattr(app.state, "telemetry", None) if app is not None else None
             if telemetry is not None:
                 telemetry.requests.labels(
-                    scope["method"], self._route(app, scope["path"]), str(status_code)
+                    scope["method"], self._route(app, scope["path"]), str(recorder.status)
                 ).observe(time.perf_counter() - start)

@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from celery.utils.sysinfo import load_average
-from celery.worker import state
+from celery.worker import control, state
 from celery.worker.consumer import Consumer as CeleryConsumer
 from celery.worker.consumer.control import Control
 from celery.worker.heartbeat import SOFTWARE_INFO
@@ -39,6 +39,10 @@ class ThreadedPidbox(Pidbox):
 
     def __init__(self, c: Any) -> None:
         super().__init__(c)
+        # the `heartbeat` command (sent by event monitors on start-up) would publish on the main
+        # loop's event channel from this thread: here it asks this thread's heartbeat instead
+        self.node.handlers = {**control.Panel.data, "heartbeat": self._heartbeat_requested}
+        self._beat_now = False
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -59,6 +63,9 @@ class ThreadedPidbox(Pidbox):
     def reset(self) -> None:
         """After a failed command: the loop re-opens its consumer on the next round."""
         self._reset = True
+
+    def _heartbeat_requested(self, state: Any, **kwargs: Any) -> None:
+        self._beat_now = True
 
     def _heartbeat(self, dispatcher: Any, event: str) -> None:
         dispatcher.send(event, freq=HEARTBEAT_S, active=len(state.active_requests),
@@ -93,7 +100,8 @@ class ThreadedPidbox(Pidbox):
                             connection.drain_events(timeout=1.0)
                         except socket.timeout:
                             pass
-                        if time.monotonic() >= next_beat:
+                        if self._beat_now or time.monotonic() >= next_beat:
+                            self._beat_now = False
                             self._heartbeat(dispatcher, "worker-heartbeat")
                             next_beat = time.monotonic() + HEARTBEAT_S
                 finally:

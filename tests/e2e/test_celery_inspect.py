@@ -66,7 +66,7 @@ class _Seen(Exception):
 
 
 def heartbeat_while_busy(stack, node: str, timeout: float = 30) -> dict:
-    """The first `worker-heartbeat` event of `node` on the broker's event stream."""
+    """The first periodic `worker-heartbeat` event of `node` on the broker's event stream."""
     from lab.config import Settings
     from lab.broker import make_celery
 
@@ -75,19 +75,17 @@ def heartbeat_while_busy(stack, node: str, timeout: float = 30) -> dict:
     found: list[dict] = []
 
     def on_heartbeat(event: dict) -> None:
-        if event.get("hostname") == node:
+        if event.get("hostname") == node and "active" in event:
             found.append(event)
             raise _Seen
 
-    deadline = time.monotonic() + timeout
     with app.connection_for_read() as conn:
         receiver = app.events.Receiver(conn, handlers={"worker-heartbeat": on_heartbeat})
         try:
-            receiver.capture(limit=200, timeout=timeout)
+            receiver.capture(limit=200, timeout=timeout, wakeup=False)
         except _Seen:
             return found[0]
-    raise AssertionError(f"no heartbeat from {node} within {timeout}s "
-                         f"({time.monotonic() - deadline:+.0f}s)")
+    raise AssertionError(f"no heartbeat from {node} among 200 events")
 
 
 def test_celery_inspect_ping_and_active_are_answered_by_the_running_worker(stack):
@@ -102,8 +100,7 @@ def test_celery_inspect_ping_and_active_are_answered_by_the_running_worker(stack
 
     # Flower's view: the busy worker keeps sending its heartbeat events
     beat = heartbeat_while_busy(stack, node)
-    assert beat.get("active") == 1, repr(beat)
-    print("BEAT", beat)
+    assert beat["active"] == 1, beat
 
     # /metrics: one live worker on this stack's queue, busy with a fresh heartbeat
     text = stack.client().get("/metrics").text
