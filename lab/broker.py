@@ -21,6 +21,18 @@ from lab.config import Settings, get_settings
 
 TASK_NAME = "advlab.run_experiment"
 
+# Brokers with real fan-out and queues that go away with their consumer: Celery's remote control
+# (`celery inspect`, Flower's worker pages) and its event stream work on these. kombu's
+# filesystem transport has a fan-out table, but a killed worker's or a finished `celery inspect`'s
+# queues are never deleted and messages have no TTL, so every broadcast would leave files behind
+# for them; the SQL transport has no fan-out at all. On those two, remote control stays off.
+MONITORING_SCHEMES = ("redis://", "rediss://", "amqp://", "amqps://", "pyamqp://")
+
+
+def supports_monitoring(settings: Settings) -> bool:
+    """Whether the configured broker carries Celery's remote control and events."""
+    return settings.resolved_broker_url.startswith(MONITORING_SCHEMES)
+
 
 def broker_folders(settings: Settings) -> dict[str, Path]:
     root = settings.broker_dir
@@ -54,6 +66,7 @@ def make_celery(settings: Settings | None = None, include: tuple[str, ...] = ())
     Celery imports only when a worker starts."""
     settings = settings or get_settings()
     transport, options = broker_options(settings)
+    monitoring = supports_monitoring(settings)
     app = Celery("advlab", include=list(include))
     app.conf.update(
         broker_url=settings.resolved_broker_url,
@@ -69,8 +82,10 @@ def make_celery(settings: Settings | None = None, include: tuple[str, ...] = ())
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
-        worker_enable_remote_control=False,  # no pidbox fan-out over the filesystem broker
-        worker_send_task_events=False,
+        # `celery inspect`/`control` and Flower: on where the broker can carry them
+        worker_enable_remote_control=monitoring,
+        worker_send_task_events=monitoring,
+        task_send_sent_event=monitoring,
         task_publish_retry_policy={"max_retries": 3, "interval_start": 0.1,
                                    "interval_step": 0.5, "interval_max": 1.0},
         broker_connection_timeout=5,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from lab.broker import TASK_NAME, app_for
+from lab.broker import TASK_NAME, app_for, supports_monitoring
 from lab.config import Settings, get_settings
 
 
@@ -21,11 +21,16 @@ class JobQueue(Protocol):
     def send(self, experiment_id: str, queue: str | None = None) -> None:
         """Send `experiment_id` to `queue` (the row's routed queue), else the default queue."""
 
-    def depth(self) -> int:
-        """Messages waiting in the default queue (not counting the ones workers hold)."""
+    def depth(self, queue: str | None = None) -> int:
+        """Messages waiting in `queue` (default: the default queue), not counting the ones
+        workers hold."""
 
     def ping(self) -> None:
         """Raise unless the broker answers."""
+
+    def workers(self) -> dict[str, list[str]] | None:
+        """Live workers (node name -> the queues it consumes), or None where the broker carries
+        no remote control."""
 
 
 class CeleryQueue:
@@ -37,11 +42,14 @@ class CeleryQueue:
     def send(self, experiment_id: str, queue: str | None = None) -> None:
         enqueue_experiment(experiment_id, self.settings, queue=queue)
 
-    def depth(self) -> int:
-        return queue_depth(self.settings)
+    def depth(self, queue: str | None = None) -> int:
+        return queue_depth(self.settings, queue)
 
     def ping(self) -> None:
         broker_ping(self.settings)
+
+    def workers(self) -> dict[str, list[str]] | None:
+        return live_workers(self.settings)
 
 
 def enqueue_experiment(experiment_id: str, settings: Settings | None = None,
@@ -53,12 +61,12 @@ def enqueue_experiment(experiment_id: str, settings: Settings | None = None,
     app.send_task(TASK_NAME, args=[experiment_id], queue=queue, routing_key=queue)
 
 
-def queue_depth(settings: Settings | None = None) -> int:
-    """Messages waiting in the default queue (not counting the ones workers hold); for the reaper
-    and /metrics. Fails fast (one retry, 2 s): a scrape or a reaper pass must not hang on a
-    broker that is down. Declaring is idempotent and works on every broker we use."""
+def queue_depth(settings: Settings | None = None, queue: str | None = None) -> int:
+    """Messages waiting in `queue`, default the default queue (not counting the ones workers
+    hold); for the reaper and /metrics. Fails fast (one retry, 2 s): a scrape or a reaper pass
+    must not hang on a broker that is down. Declaring is idempotent and works on every broker we use."""
     app = app_for(settings)
-    queue = (settings or get_settings()).queue
+    queue = queue or (settings or get_settings()).queue
     with app.connection_for_read() as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=2)
         declared = conn.default_channel.queue_declare(queue=queue, durable=True, auto_delete=False)
@@ -69,3 +77,13 @@ def broker_ping(settings: Settings | None = None) -> None:
     """Open (and close) a connection to the configured broker; raise if it cannot be reached."""
     with app_for(settings).connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=2)
+
+
+def live_workers(settings: Settings | None = None,
+                 timeout: float = 1.0) -> dict[str, list[str]] | None:
+    """The workers that answer a remote-control broadcast within `timeout` s (node name -> the
+    queues it consumes); None where the broker carries no remote control (lab.broker)."""
+    if not supports_monitoring(settings or get_settings()):
+        return None
+    replies = app_for(settings).control.inspect(timeout=timeout).active_queues() or {}
+    return {node: sorted(q["name"] for q in queues or ()) for node, queues in replies.items()}

@@ -21,6 +21,7 @@ import uuid
 from typing import Any
 
 from lab.logging import experiment_id_var, request_id_var
+from service.asgi import StatusRecorder
 
 access_log = logging.getLogger("advlab.access")
 
@@ -50,22 +51,19 @@ class RequestContextMiddleware:
         experiment_id = match.group(1) if match else None
         tokens = (request_id_var.set(request_id), experiment_id_var.set(experiment_id))
         started = time.perf_counter()
-        status = 500
 
-        async def send_with_headers(message: dict) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                out = list(message.get("headers") or [])
-                present = {k.lower() for k, _ in out}
-                out.append((b"x-request-id", request_id.encode()))
-                out += [(k, v) for k, v in SECURITY_HEADERS.items() if k not in present]
-                message = {**message, "headers": out}
-            await send(message)
+        def add_headers(message: dict) -> dict:
+            out = list(message.get("headers") or [])
+            present = {k.lower() for k, _ in out}
+            out.append((b"x-request-id", request_id.encode()))
+            out += [(k, v) for k, v in SECURITY_HEADERS.items() if k not in present]
+            return {**message, "headers": out}
 
+        recorder = StatusRecorder(send, add_headers)
         try:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(scope, receive, recorder)
         finally:
+            status = recorder.status
             user = (scope.get("state") or {}).get("user")
             access_log.info(
                 "%s %s %s", scope.get("method"), scope.get("path"), status,

@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, jobs: JobQueue | None = None) -
         store = open_store(settings.resolved_database_url, check_schema=True,
                            settings=settings)
         app.state.store = store
-        app.state.telemetry = Telemetry(store, jobs)
+        app.state.telemetry = Telemetry(store, jobs, settings)
         # the cost functions live next to torch code: load them now, off the request path
         threading.Thread(target=admission.warm_up, name="advlab-cost-warm-up",
                          daemon=True).start()

@@ -94,6 +94,26 @@ class Page:
 
 
 @dataclass(frozen=True)
+class RunningJob:
+    """One running row, as the operational metrics see it."""
+
+    worker: str | None
+    queue: str | None
+    heartbeat_at: datetime | None
+    started_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Operations:
+    """Scrape-time aggregates of the experiments table (service.telemetry)."""
+
+    active_by_queue: dict[tuple[str | None, str], int]  # (queue, queued|running) -> rows
+    running: list[RunningJob]
+    requeued_experiments: int  # rows that took more than one attempt
+    requeues: int  # attempts beyond the first, summed over the rows
+
+
+@dataclass(frozen=True)
 class ExperimentFilter:
     status: Sequence[str] = ()
     tag: str | None = None
@@ -253,6 +273,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def counts_by_status(self) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    def operations(self) -> Operations:
+        """Active rows by queue, the running rows' workers and heartbeats, and re-queue totals."""
 
     @abc.abstractmethod
     def ping(self) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from lab.store import filters
 from lab.store.base import (
     TERMINAL, CorrelationMatrix, Experiment, ExperimentFilter, IllegalTransition, MetricPoint,
-    NotFound, Page, StaleAttempt, Status, Store, StoreError,
+    NotFound, Operations, Page, RunningJob, StaleAttempt, Status, Store, StoreError,
 )
 from lab.store.downsample import read_series
 from lab.store.series import BLK, write_points
@@ -345,6 +345,23 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # mixins: users.py, swe
             for status, n in s.execute(sa.select(E.c.status, sa.func.count()).group_by(E.c.status)):
                 counts[status] = n
         return counts
+
+    def operations(self) -> Operations:
+        active: dict[tuple[str | None, str], int] = {}
+        with self.sessions.read() as s:
+            for queue, status, n in s.execute(
+                    sa.select(E.c.queue, E.c.status, sa.func.count())
+                    .where(E.c.status.in_(("queued", "running")))
+                    .group_by(E.c.queue, E.c.status)):
+                active[(queue, status)] = n
+            running = [RunningJob(*row) for row in s.execute(
+                sa.select(E.c.worker, E.c.queue, E.c.heartbeat_at, E.c.started_at)
+                .where(E.c.status == "running"))]
+            requeued, extra = s.execute(
+                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(E.c.attempts - 1), 0))
+                .where(E.c.attempts > 1)).one()
+        return Operations(active_by_queue=active, running=running,
+                          requeued_experiments=int(requeued), requeues=int(extra))
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

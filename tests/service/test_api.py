@@ -300,7 +300,7 @@ def test_prometheus_metrics_count_jobs_by_status_and_the_queue_depth(api):
     text = api.client.get("/metrics").text
     assert 'advlab_experiments{status="queued"} 3.0' in text
     assert 'advlab_experiments{status="succeeded"} 1.0' in text
-    assert "advlab_queue_depth 4.0" in text  # four messages, nobody consumes them
+    assert 'advlab_queue_depth{queue="advlab"} 4.0' in text  # four messages, nobody consumes them
     assert "advlab_job_duration_seconds_count 1.0" in text
     assert 'advlab_http_request_duration_seconds_count{method="POST",route="/v1/experiments"' \
            ',status="202"} 4.0' in text

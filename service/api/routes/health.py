@@ -49,8 +49,10 @@ def _may_scrape(request: Request, settings: Settings) -> bool:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            description="Experiments by status, broker queue depth, job durations and HTTP "
-                        "request latencies, in the Prometheus text format. With "
+            description="Experiments by status and by queue, broker depth per queue, busy "
+                        "and live workers, running jobs' heartbeat age, re-queues, job "
+                        "durations, HTTP request latencies by route template and process "
+                        "metrics, in the Prometheus text format. With "
                         "ADVLAB_AUTH=tokens: `Authorization: Bearer $ADVLAB_METRICS_TOKEN`, or a "
                         "client address in ADVLAB_METRICS_ALLOW_IPS.",
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
