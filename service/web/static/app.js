@@ -20,9 +20,11 @@ function csrfHeaders() {
   return meta ? {"X-CSRF-Token": meta.content} : {};
 }
 
-async function postJson(url, body) {
+async function postJson(url, body) { return sendJson("POST", url, body); }
+
+async function sendJson(method, url, body) {
   const response = await fetch(url, {
-    method: "POST",
+    method,
     headers: {"Content-Type": "application/json", "Accept": "application/json", ...csrfHeaders()},
     body: body === undefined ? undefined : JSON.stringify(body),
   });
@@ -37,6 +39,8 @@ function errorText(result) {
   return "HTTP " + result.status + ": " + (detail || "request failed");
 }
 
+function wireExperimentActions() {}
+
 function wireCancel() {
   const button = $("#cancel");
   if (!button) return;
@@ -50,21 +54,100 @@ function wireCancel() {
 
 // ------------------------------------------------------------------ experiments table
 
+// Selected rows live in sessionStorage: they survive the live row refresh, paging and the
+// filters, and are forgotten with the tab.
+const SELECTED_KEY = "advlab.selected";
+
+function loadSelected() {
+  try { return new Set(JSON.parse(sessionStorage.getItem(SELECTED_KEY) || "[]")); }
+  catch (e) { return new Set(); }
+}
+
 function initExperiments() {
   const table = $("#experiments");
   const query = table.dataset.query;
+  const selected = loadSelected();
+  const save = () => sessionStorage.setItem(SELECTED_KEY, JSON.stringify([...selected]));
+  const result = $("#action-result");
+
+  function syncSelection() {
+    for (const box of document.querySelectorAll("#rows input.pick")) {
+      box.checked = selected.has(box.value);
+    }
+    const n = selected.size;
+    const count = $("#selected-count");
+    count.textContent = n + " selected";
+    count.dataset.count = String(n);
+    $("#compare-selected").disabled = n < 1;
+    for (const id of ["#retry-selected", "#delete-selected", "#clear-selected"]) $(id).disabled = n < 1;
+    const boxes = [...document.querySelectorAll("#rows input.pick")];
+    $("#select-all").checked = boxes.length > 0 && boxes.every(b => b.checked);
+  }
+
   // while a row is queued or running, refresh every 1.5 s; otherwise every 10 s (new jobs
   // submitted from the CLI or another tab appear without a reload)
   let idle = 0;
+  async function reloadRows() {
+    const response = await fetch("/ui/rows" + (query ? "?" + query : ""));
+    if (response.ok) { $("#rows").innerHTML = await response.text(); syncSelection(); }
+  }
   async function refresh() {
     const live = [...document.querySelectorAll("#rows tr.exp-row")]
       .some(row => !TERMINAL.has(row.dataset.status));
     if (!live && ++idle < 7) return;
     idle = 0;
-    const response = await fetch("/ui/rows" + (query ? "?" + query : ""));
-    if (response.ok) $("#rows").innerHTML = await response.text();
+    await reloadRows();
   }
   setInterval(() => { refresh().catch(() => {}); }, 1500);
+
+  $("#rows").addEventListener("change", event => {
+    const box = event.target;
+    if (!box.classList || !box.classList.contains("pick")) return;
+    if (box.checked) selected.add(box.value); else selected.delete(box.value);
+    save();
+    syncSelection();
+  });
+  $("#select-all").addEventListener("change", event => {
+    for (const box of document.querySelectorAll("#rows input.pick")) {
+      if (event.target.checked) selected.add(box.value); else selected.delete(box.value);
+    }
+    save();
+    syncSelection();
+  });
+  $("#clear-selected").addEventListener("click", () => { selected.clear(); save(); syncSelection(); });
+  $("#compare-selected").addEventListener("click", () => {
+    window.location.href = "/compare?ids=" + [...selected].join(",");
+  });
+
+  // one request per selected experiment; the summary says what each answered
+  async function each(label, method, urlOf, after) {
+    const ids = [...selected];
+    const failures = [];
+    let done = 0;
+    for (const id of ids) {
+      const r = await sendJson(method, urlOf(id));
+      if (r.ok) { done += 1; after(id, r); } else failures.push(id.slice(0, 8) + ": " + errorText(r));
+    }
+    result.textContent = label + " " + done + "/" + ids.length + (failures.length ? " — " + failures.join("; ") : "");
+    result.dataset.done = String(done);
+    save();
+    await reloadRows();
+  }
+  $("#retry-selected").addEventListener("click", () => each(
+    "retried", "POST", id => "/v1/experiments/" + id + "/retry", () => {}).catch(() => {}));
+  $("#delete-selected").addEventListener("click", () => {
+    if (!window.confirm("Delete " + selected.size + " experiment(s) with all their data?")) return;
+    each("deleted", "DELETE", id => "/v1/experiments/" + id, id => selected.delete(id))
+      .catch(() => {});
+  });
+  const spec = $("#col-spec");  // a typed spec path becomes a `spec.` column
+  if (spec) {
+    $("#filters").addEventListener("submit", () => {
+      const v = spec.value.trim();
+      if (v && !v.startsWith("spec.")) spec.value = "spec." + v;
+    });
+  }
+  syncSelection();
 }
 
 // ------------------------------------------------------------------ one experiment
@@ -91,6 +174,11 @@ function refreshPlots() {
 function initExperiment() {
   const body = document.body;
   wireCancel();
+  wireExperimentActions();
+  const explorer = $("#explorer");
+  const charts = explorer && typeof AdvCharts !== "undefined"
+    ? AdvCharts.experimentCharts(explorer, body.dataset.id) : null;
+  if (charts) charts.load().catch(() => {});
   for (const img of document.querySelectorAll("#plots img")) {
     const figure = img.closest("figure");
     img.addEventListener("error", () => figure.classList.add("failed"));
@@ -119,7 +207,11 @@ function initExperiment() {
   });
   events.addEventListener("metrics", () => {
     const now = Date.now();
-    if (now - lastPlot > 3000) { lastPlot = now; refreshPlots(); }
+    if (now - lastPlot > 3000) {
+      lastPlot = now;
+      refreshPlots();
+      if (charts) charts.load().catch(() => {});
+    }
   });
   events.addEventListener("end", () => {
     events.close();
@@ -141,6 +233,30 @@ function initSweep() {
   if (document.body.dataset.terminal !== "true") {
     setTimeout(() => window.location.reload(), 3000);
   }
+}
+
+// ------------------------------------------------------------------ compare
+
+function initCompare() {
+  const select = $("#compare-metric");
+  const chart = $("#compare-chart");
+  if (!select || !chart || typeof AdvCharts === "undefined") return;
+  const ids = document.body.dataset.ids;
+  const labels = JSON.parse(chart.dataset.labels);
+  AdvCharts.track(chart);
+  async function draw() {
+    const name = select.value;
+    chart.dataset.metric = name;
+    delete chart.dataset.loaded;
+    const response = await fetch("/v1/compare?ids=" + encodeURIComponent(ids) + "&names=" +
+                                 encodeURIComponent(name) + "&max_points=500",
+                                 {headers: {"Accept": "application/json"}});
+    if (!response.ok) { chart.textContent = "HTTP " + response.status; return; }
+    AdvCharts.compareChart(chart, await response.json(), name, labels);
+    chart.dataset.loaded = name;
+  }
+  select.addEventListener("change", () => { draw().catch(() => {}); });
+  draw().catch(() => {});
 }
 
 // ------------------------------------------------------------------ submit
@@ -184,7 +300,7 @@ function initSubmit() {
 }
 
 const PAGES = {experiments: initExperiments, experiment: initExperiment, sweep: initSweep,
-               submit: initSubmit};
+               submit: initSubmit, compare: initCompare};
 
 document.addEventListener("DOMContentLoaded", () => {
   const init = PAGES[document.body.dataset.page];
