@@ -39,7 +39,52 @@ function errorText(result) {
   return "HTTP " + result.status + ": " + (detail || "request failed");
 }
 
-function wireExperimentActions() {}
+// retry → the new experiment's page; delete → the table; tags and notes saved in place
+function wireExperimentActions() {
+  const errors = $("#action-errors");
+  const show = text => { if (errors) { errors.textContent = text; errors.hidden = !text; } };
+  const retry = $("#retry");
+  if (retry) {
+    retry.addEventListener("click", async () => {
+      retry.disabled = true;
+      const result = await postJson(retry.dataset.url);
+      if (!result.ok) { retry.disabled = false; show(errorText(result)); return; }
+      window.location.href = "/experiments/" + result.data.id;
+    });
+  }
+  const del = $("#delete");
+  if (del) {
+    del.addEventListener("click", async () => {
+      if (!window.confirm("Delete this experiment with all its data?")) return;
+      del.disabled = true;
+      const result = await sendJson("DELETE", del.dataset.url);
+      if (!result.ok) { del.disabled = false; show(errorText(result)); return; }
+      window.location.href = "/";
+    });
+  }
+  const form = $("#meta-form");
+  if (form) {
+    form.addEventListener("submit", async event => {
+      event.preventDefault();
+      show("");
+      const tags = $("#tags-input").value.split(",").map(t => t.trim()).filter(Boolean);
+      const result = await sendJson("PATCH", form.dataset.url,
+                                    {tags, notes: $("#notes-input").value});
+      if (!result.ok) { show(errorText(result)); return; }
+      const box = $("#tags");
+      box.textContent = "";
+      for (const t of result.data.tags) {
+        const a = document.createElement("a");
+        a.className = "tag";
+        a.href = "/?tag=" + encodeURIComponent(t);
+        a.textContent = t;
+        box.append(a, " ");
+      }
+      $("#notes-view").textContent = result.data.notes || "–";
+      $("#meta-result").textContent = "saved";
+    });
+  }
+}
 
 function wireCancel() {
   const button = $("#cancel");

@@ -73,7 +73,7 @@ const AdvCharts = (() => {
       cursor: {drag: {x: true, y: false}},
       series: [{label: opts.xlabel || "epoch"}, ...opts.series.map((s, i) => ({
         label: s.label, stroke: s.color || color(i), width: 1.6,
-        dash: DASHES[Math.floor(i / PALETTE.length) % DASHES.length] || undefined,
+        dash: s.dash || DASHES[Math.floor(i / PALETTE.length) % DASHES.length] || undefined,
         spanGaps: true, points: {show: s.points.length < 40}, value: (u, v) => fmt(v),
       }))],
     }, data, container);
@@ -120,6 +120,20 @@ const AdvCharts = (() => {
     if (rest.length && rest.length <= 12) panels.push({key: "other", title: "other metrics",
                                                         names: rest});
     return panels;
+  }
+
+  // robust accuracy: one colour per radius, solid for all attacks together (min_*), dashed
+  // per single attack; other panels: the palette in order
+  function style(name, panel, i) {
+    if (!panel.key.startsWith("robust")) return {color: color(i)};
+    const radii = [...new Set(panel.names.map(n => parseFloat(ROBUST.exec(n)[4])))]
+      .sort((a, b) => a - b);
+    const m = ROBUST.exec(name);
+    const attacks = [...new Set(panel.names.map(n => ROBUST.exec(n)[3])
+                                   .filter(a => !a.startsWith("min_")))].sort();
+    const a = attacks.indexOf(m[3]);
+    return {color: color(radii.indexOf(parseFloat(m[4])) + (m[1] ? 10 : 0)),
+            dash: a < 0 ? undefined : DASHES[1 + (a % (DASHES.length - 1))]};
   }
 
   function label(name, panel) {
@@ -185,7 +199,8 @@ const AdvCharts = (() => {
         lineChart(panelBox(p.key, p.title), {
           title: p.title, ylabel: p.ylabel, yRange: p.yRange,
           log: p.log && p.names.every(n => meanOverSeeds(metrics[n]).every(([, y]) => y > 0)),
-          series: p.names.map(n => ({label: label(n, p), points: meanOverSeeds(metrics[n])})),
+          series: p.names.map((n, i) => ({label: label(n, p), points: meanOverSeeds(metrics[n]),
+                                          ...style(n, p, i)})),
         });
       }
       for (const name of extra) {
