@@ -5,10 +5,13 @@ real Chromium."""
 
 from __future__ import annotations
 
+import html as html_lib
+import json
 import re
 
 import pytest
 
+from service.templates import TEMPLATES
 from tests.service.api_support import SMALL_SPEC, run_fake_worker, spec
 
 
@@ -107,3 +110,16 @@ def test_static_files_are_served_with_their_type_and_nothing_else_is(api):
     assert api.client.get("/static/app.css").headers["content-type"].startswith("text/css")
     assert api.client.get("/static/..%2Fapi%2Froutes%2Fdashboard.py").status_code == 404
     assert api.client.get("/static/missing.js").status_code == 404
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_the_submit_pages_default_sweep_is_accepted_for_every_template(api, name):
+    html = assert_secure_html(api.client.get(f"/submit?template={name}"))
+    spec_json = html_lib.unescape(re.search(r'<textarea id="spec"[^>]*>(.*?)</textarea>', html,
+                                            re.S).group(1))
+    grid = json.loads(html_lib.unescape(re.search(r'<input id="grid"[^>]*value="([^"]*)"',
+                                                  html).group(1)))
+    r = api.client.post("/v1/sweeps?dry_run=true", json={
+        "name": "form default", "base": json.loads(spec_json), "grid": grid, "seeds": [0, 1, 2],
+        "seed_mode": "batched"})
+    assert r.status_code == 200, (name, grid, r.text[:500])

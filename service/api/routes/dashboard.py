@@ -178,7 +178,7 @@ def submit_page(request: Request, template: str = "quickstart") -> HTMLResponse:
     from service.templates import TEMPLATES
 
     chosen = TEMPLATES.get(template) or next(iter(TEMPLATES.values()))
-    grid = chosen.sweep or {"training.mode": ["standard", "adversarial"]}
+    grid = chosen.default_grid()
     return page(request, "submit.html", {
         "templates": list(TEMPLATES.values()), "chosen": chosen,
         "spec_json": json.dumps(chosen.spec(), indent=2), "grid_json": json.dumps(grid)})
