@@ -208,6 +208,10 @@ class ComparePage(BaseModel):
     labels: dict[str, str]
     metric_names: list[str]
     default_metric: str | None
+    radius_curves: dict[str, dict[str, list[tuple[float, float | None]]]] = Field(
+        default_factory=dict, description="Threat (all attacks, min_*) or attack → experiment "
+                                          "id → [(radius, final robust accuracy)] from the "
+                                          "summaries.")
 
 
 def page_view(store: Store, ids: list[str]) -> ComparePage:
@@ -221,5 +225,17 @@ def page_view(store: Store, ids: list[str]) -> ComparePage:
     preferred = ("test/clean_accuracy", "train/loss", "test/loss")
     default = next((n for n in preferred if n in common),
                    next(iter(everything), None))
+    curves: dict[str, dict[str, list[tuple[float, float | None]]]] = {}
+    for e in comparison.experiments:
+        if e.summary is None:
+            continue
+        points = ([(r.threat, r.radius, r.accuracy) for r in e.summary.robust_min]
+                  + [(r.attack, r.radius, r.accuracy) for r in e.summary.robust_accuracy])
+        for threat, radius, accuracy in points:
+            curves.setdefault(threat, {}).setdefault(e.id, []).append((radius, accuracy))
+    for per_exp in curves.values():
+        for pts in per_exp.values():
+            pts.sort()
+    ordered = dict(sorted(curves.items(), key=lambda kv: (not kv[0].startswith("min_"), kv[0])))
     return ComparePage(comparison=comparison, labels=labels(exps), metric_names=everything,
-                       default_metric=default)
+                       default_metric=default, radius_curves=ordered)

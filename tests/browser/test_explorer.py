@@ -106,6 +106,12 @@ def test_select_two_runs_and_compare_overlays_one_series_per_run(page, stack, ru
     page.select_option("#compare-metric", "train/loss")  # any metric, overlaid the same way
     page.wait_for_selector(f'{chart}[data-loaded="train/loss"]')
     assert len(json.loads(page.get_attribute(chart, "data-series"))) == 2
+    page.select_option("#compare-metric", "radius:min_l2")  # final robust accuracy vs radius
+    page.wait_for_selector(f'{chart}[data-loaded="radius:min_l2"]')
+    assert json.loads(page.get_attribute(chart, "data-series")) == labels
+    xs = page.eval_on_selector(chart, "c => c.uplot.data[0]")
+    assert xs == [1, 2], xs  # the attack's radii
+    shot(page, "explorer-1b-compare-radius")
     assert page.problems == []
 
 

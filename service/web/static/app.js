@@ -289,10 +289,17 @@ function initCompare() {
   const ids = document.body.dataset.ids;
   const labels = JSON.parse(chart.dataset.labels);
   AdvCharts.track(chart);
+  const radius = JSON.parse(chart.dataset.radius || "{}");
   async function draw() {
     const name = select.value;
     chart.dataset.metric = name;
     delete chart.dataset.loaded;
+    if (name.startsWith("radius:")) {  // from the summaries: no request
+      const threat = name.slice(7);
+      AdvCharts.radiusChart(chart, radius[threat] || {}, threat, ids.split(","), labels);
+      chart.dataset.loaded = name;
+      return;
+    }
     const response = await fetch("/v1/compare?ids=" + encodeURIComponent(ids) + "&names=" +
                                  encodeURIComponent(name) + "&max_points=500",
                                  {headers: {"Accept": "application/json"}});

@@ -235,6 +235,15 @@ const AdvCharts = (() => {
                                  yRange: /accuracy/.test(name) ? [-0.02, 1.02] : undefined, height: 360});
   }
 
-  return {lineChart, align, meanOverSeeds, panelsFor, experimentCharts, compareChart, track,
+  // final robust accuracy against radius, one line per experiment ({id: [[radius, acc]]})
+  function radiusChart(container, perExperiment, threat, ids, labels) {
+    const series = ids.map((id, i) => ({label: labels[id], color: color(i),
+                                        points: perExperiment[id] || []}));
+    return lineChart(container, {title: threat + " vs radius (last evaluation)",
+                                 xlabel: "radius", ylabel: "robust accuracy", series,
+                                 yRange: [-0.02, 1.02], height: 360});
+  }
+
+  return {lineChart, radiusChart, align, meanOverSeeds, panelsFor, experimentCharts, compareChart, track,
           color};
 })();
