@@ -80,6 +80,14 @@ def api_get(stack, path: str) -> httpx.Response:
     return httpx.get(stack.base_url + path, timeout=30)
 
 
+def other_experiment_page(page, old_id: str) -> str:
+    """The id of the experiment page the browser went to from `old_id`'s (a retry)."""
+    handle = page.wait_for_function(
+        "old => document.body && document.body.dataset.page === 'experiment' && "
+        "document.body.dataset.id !== old && document.body.dataset.id", arg=old_id)
+    return handle.json_value()
+
+
 def select_rows(page, ids) -> None:
     for eid in ids:
         page.check(f'tr.exp-row[data-id="{eid}"] input.pick')
@@ -186,11 +194,10 @@ def test_retry_and_delete_buttons_on_the_experiment_page(page, stack):
     stack.wait_for(eid, {"canceled"})
     page.goto(f"/experiments/{eid}")
     page.click("#retry")
-    page.wait_for_url(lambda url: eid not in url and "/experiments/" in url)
-    new_id = page.url.rstrip("/").rsplit("/", 1)[1]
+    new_id = other_experiment_page(page, eid)
     assert api_get(stack, f"/v1/experiments/{new_id}").json()["retry_of"] == eid
     page.click("#delete")
-    page.wait_for_url(lambda url: url.rstrip("/") == stack.base_url.rstrip("/"))
+    page.wait_for_selector("#experiments")  # back on the table
     assert api_get(stack, f"/v1/experiments/{new_id}").status_code == 404
     assert page.problems == []
 
@@ -220,3 +227,67 @@ def test_columns_radius_and_pages(page, stack, runs):
 def test_favicon_is_served(stack):
     response = api_get(stack, "/favicon.ico")
     assert response.status_code == 200 and response.headers["content-type"] == "image/x-icon"
+
+
+from tests.browser.test_dashboard import tokens_stack  # noqa: E402,F401  (ADVLAB_AUTH=tokens)
+
+
+def test_with_tokens_the_session_edits_retries_and_deletes_only_its_own_runs(browser,
+                                                                               tokens_stack):
+    stack = tokens_stack
+    alice, bob = stack.users["alice"], stack.users["bob"]
+
+    def submit(headers) -> str:
+        r = httpx.post(f"{stack.base_url}/v1/experiments", headers=headers, timeout=30,
+                       json=tiny_spec(name="tokens explorer"))
+        assert r.status_code == 202, r.text
+        return r.json()["id"]
+
+    mine, theirs = submit(alice), submit(bob)
+    assert httpx.post(f"{stack.base_url}/v1/experiments/{mine}/cancel", headers=alice,
+                      timeout=30).status_code == 200  # no worker: canceled at once
+    context = browser.new_context(base_url=stack.base_url)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"JS error: {exc}"))
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("dialog", lambda dialog: dialog.accept())
+    try:
+        page.goto(f"/login?next=/experiments/{mine}")
+        page.fill("#token", alice["Authorization"].split(" ", 1)[1])
+        page.click("#login-submit")
+        page.wait_for_url(f"**/experiments/{mine}")
+        page.click("#edit-meta summary")
+        page.fill("#notes-input", "edited in a session")
+        page.click("#meta-save")  # PATCH with the session cookie and the page's CSRF token
+        page.wait_for_selector("#meta-result:text('saved')")
+        got = httpx.get(f"{stack.base_url}/v1/experiments/{mine}", headers=bob, timeout=30)
+        assert got.json()["notes"] == "edited in a session"
+
+        page.goto(f"/experiments/{theirs}")  # bob's: readable, not editable
+        assert page.query_selector("#meta-form") is None and page.query_selector("#delete") is None
+
+        page.goto(f"/experiments/{mine}")
+        page.click("#retry")
+        retried = other_experiment_page(page, mine)
+        page.click("#delete")
+        page.wait_for_selector("#experiments")
+        assert httpx.get(f"{stack.base_url}/v1/experiments/{retried}", headers=alice,
+                         timeout=30).status_code == 404
+
+        # the table's bulk delete answers per row: bob's job is refused and stays
+        page.goto("/")
+        select_rows(page, [theirs, mine])
+        page.click("#delete-selected")
+        page.wait_for_selector("#action-result[data-done]")
+        assert page.get_attribute("#action-result", "data-done") == "1"
+        assert "403" in page.inner_text("#action-result")
+        assert httpx.get(f"{stack.base_url}/v1/experiments/{theirs}", headers=bob,
+                         timeout=30).status_code == 200
+        assert httpx.get(f"{stack.base_url}/v1/experiments/{mine}", headers=bob,
+                         timeout=30).status_code == 404
+        problems[:] = [p for p in problems if "403" not in p]  # the refused delete, as expected
+        assert problems == []
+    finally:
+        context.close()
