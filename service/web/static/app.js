@@ -39,6 +39,10 @@ function errorText(result) {
   return "HTTP " + result.status + ": " + (detail || "request failed");
 }
 
+// Set while a retry or delete navigates away: the live stream's `end` (a deleted job ends
+// too) must not reload the page over that navigation.
+let leaving = false;
+
 // retry → the new experiment's page; delete → the table; tags and notes saved in place
 function wireExperimentActions() {
   const errors = $("#action-errors");
@@ -49,6 +53,7 @@ function wireExperimentActions() {
       retry.disabled = true;
       const result = await postJson(retry.dataset.url);
       if (!result.ok) { retry.disabled = false; show(errorText(result)); return; }
+      leaving = true;
       window.location.href = "/experiments/" + result.data.id;
     });
   }
@@ -57,7 +62,9 @@ function wireExperimentActions() {
     del.addEventListener("click", async () => {
       if (!window.confirm("Delete this experiment with all its data?")) return;
       del.disabled = true;
+      leaving = true;
       const result = await sendJson("DELETE", del.dataset.url);
+      if (!result.ok) leaving = false;
       if (!result.ok) { del.disabled = false; show(errorText(result)); return; }
       window.location.href = "/";
     });
@@ -260,7 +267,7 @@ function initExperiment() {
   });
   events.addEventListener("end", () => {
     events.close();
-    window.location.reload();  // the server renders the summary and the final plots
+    if (!leaving) window.location.reload();  // the server renders the summary and final plots
   });
   events.addEventListener("error", () => { live.textContent = "reconnecting…"; });
 }
