@@ -374,6 +374,12 @@ class Experiment:
     def delete(self) -> None:
         self.client.request("DELETE", self._path)
 
+    def update(self, *, tags: list[str] | None = None, notes: str | None = None) -> dict:
+        """Replace the tags and/or the notes (None: unchanged; "" clears the notes); returns
+        the experiment as the server now has it."""
+        body = {k: v for k, v in {"tags": tags, "notes": notes}.items() if v is not None}
+        return self.client.request("PATCH", self._path, json=body).json()
+
     def plot(self, name: str, path: str | Path | None = None, fmt: str | None = None,
              **options: Any) -> bytes:
         """A rendered plot: learning_curves, robust_vs_radius, correlations, cosine (options:

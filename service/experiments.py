@@ -26,7 +26,7 @@ from lab.config import Settings
 from service.errors import Conflict, FieldError
 from service.limits import check_limits
 from service.schemas import (CorrelationsRead, EstimateRead, ExperimentPage, ExperimentRead,
-                             Links, MatrixRead, MetricsRead, Progress, Series, Submitted)
+                             ExperimentUpdate, Links, MatrixRead, MetricsRead, Progress, Series, Submitted)
 from service.spec_paths import spec_path_exists
 from lab.clock import utcnow
 from lab.status import TERMINAL
@@ -72,7 +72,7 @@ def to_read(exp: Experiment) -> ExperimentRead:
         started_at=exp.started_at, finished_at=exp.finished_at, heartbeat_at=exp.heartbeat_at,
         error=exp.error, summary=RunSummary.from_stored(exp.summary), retry_of=exp.retry_of,
         links=links(exp.id),
-        owner=exp.owner, priority=exp.priority, queue=exp.queue)
+        owner=exp.owner, priority=exp.priority, queue=exp.queue, notes=exp.notes)
 
 
 def submitted(exp: Experiment) -> Submitted:
@@ -174,6 +174,15 @@ def cancel(store: Store, experiment_id: str) -> Experiment:
     """queued → canceled at once; running → cancel requested (the worker kills the job's
     process within about a second); a terminal job raises IllegalTransition (409)."""
     return store.request_cancel(experiment_id)
+
+
+def update(store: Store, exp: Experiment, change: ExperimentUpdate) -> ExperimentRead:
+    """New tags and/or notes (422 when the body names neither); tags keep their order, without
+    duplicates."""
+    if change.tags is None and change.notes is None:
+        raise FieldError(["body"], "give `tags`, `notes` or both", "missing")
+    tags = list(dict.fromkeys(change.tags)) if change.tags is not None else None
+    return to_read(store.update_experiment(exp.id, tags=tags, notes=change.notes))
 
 
 def delete(store: Store, exp: Experiment) -> None:

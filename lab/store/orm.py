@@ -96,6 +96,7 @@ class ExperimentRow(Base):
     owner: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     priority: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     queue: Mapped[str | None] = mapped_column(sa.String(64))
+    notes: Mapped[str | None] = mapped_column(sa.Text)  # migration 0005: editable free text
 
     __table_args__ = (
         # keyset pagination walks (created_at, id)

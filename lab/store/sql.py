@@ -170,6 +170,21 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # mixins: users.py, swe
             if s.execute(sa.delete(E).where(E.c.id == experiment_id)).rowcount == 0:
                 raise NotFound(experiment_id)
 
+    def update_experiment(self, experiment_id: str, *, tags: list[str] | None = None,
+                          notes: str | None = None) -> Experiment:
+        values: dict[str, Any] = {}
+        if tags is not None:
+            values["tags"] = list(tags)
+        if notes is not None:
+            values["notes"] = notes or None
+        with self.sessions.write() as s:
+            if not values:
+                return self._get(s, experiment_id)  # raises NotFound
+            exp = self._update_returning(s, experiment_id, [], values)
+            if exp is None:
+                raise NotFound(experiment_id)
+            return exp
+
     def request_cancel(self, experiment_id: str) -> Experiment:
         with self.sessions.write() as s:
             now = utcnow()

@@ -14,8 +14,8 @@ from service.api.params import (IdempotencyKey, MaxPoints, MetricNames, PageLimi
                                 Seed, SinceStep, int32_query)
 from service.auth import UserDep
 from service.schemas import (CorrelationsRead, Error, EstimateRead, ExperimentCreate,
-                             ExperimentPage, ExperimentRead, MatrixRead, MetricsRead, Status,
-                             Submitted)
+                             ExperimentPage, ExperimentRead, ExperimentUpdate, MatrixRead,
+                             MetricsRead, Status, Submitted)
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
@@ -109,6 +109,19 @@ def list_experiments(
     responses={**E404})
 def read_experiment(experiment: ExperimentDep) -> ExperimentRead:
     return svc.to_read(experiment)
+
+
+@router.patch(
+    "/{experiment_id}", response_model=ExperimentRead, summary="Edit tags and notes",
+    description="Replaces the tags and/or the free-text notes of an experiment in any status "
+                "(absent field: unchanged; `\"notes\": \"\"` clears the note). The resolved "
+                "spec and its hash keep what was submitted; the `tag` filter follows the new "
+                "tags. Only the owner or an admin; with the dashboard's session cookie the "
+                "request needs its `X-CSRF-Token`.",
+    responses={**E403, **E404, **E415, **E422})
+def update_experiment(change: ExperimentUpdate, experiment: OwnedExperimentDep,
+                      store: StoreDep) -> ExperimentRead:
+    return svc.update(store, experiment, change)
 
 
 @router.post(
