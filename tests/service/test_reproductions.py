@@ -92,3 +92,14 @@ def test_post_makes_one_sweep_then_verdict_and_figure_once_members_succeed(api):
     png = api.client.get(f"/v1/reproductions/{created['id']}/figure.png")
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     assert imread(io.BytesIO(png.content), format="png").shape[1] > 1000
+    # the dashboard pages: the catalogue and this run, then its figure and verdict table
+    listing = api.client.get("/reproductions")
+    assert listing.status_code == 200
+    assert all(f'data-name="{name}"' in listing.text for name in rep.CATALOGUE)
+    assert f'href="/reproductions/{created["id"]}"' in listing.text
+    assert "5 / 5 claims hold" in listing.text
+    detail = api.client.get(f"/reproductions/{created['id']}")
+    assert detail.status_code == 200
+    assert f'src="/v1/reproductions/{created["id"]}/figure.png"' in detail.text
+    assert detail.text.count('data-holds="true"') == len(verdict["claims"])
+    assert api.client.get("/reproductions/no-such-id").status_code == 404
