@@ -22,8 +22,8 @@ from client.errors import TERMINAL, AdvlabError, JobFailed
 from client.overrides import parse_override, set_path  # noqa: F401  (public here too)
 from client.sweep import Sweep
 
-__all__ = ["TERMINAL", "AdvlabError", "Client", "Experiment", "JobFailed", "Sweep",
-           "parse_override", "set_path"]
+__all__ = ["TERMINAL", "AdvlabError", "Client", "Experiment", "JobFailed", "Reproduction",
+           "Sweep", "parse_override", "set_path"]
 
 if TYPE_CHECKING:
     from advcore.summary import RunSummary
@@ -210,8 +210,54 @@ class Client:
             body["seeds"] = list(seeds)
         return body
 
+    def reproduce(self, name: str, size: str = "quick") -> "Reproduction":
+        """POST /v1/reproductions: run catalogue entry `name` (advcore.reproductions) at
+        `size` quick | full on the server, as one sweep over its grid and seeds."""
+        data = self.request("POST", "/v1/reproductions", json={"name": name, "size": size},
+                            headers={"Idempotency-Key": uuid.uuid4().hex}).json()
+        return Reproduction(self, data["id"])
+
+    def reproduction(self, reproduction_id: str) -> "Reproduction":
+        return Reproduction(self, reproduction_id)
+
+    def reproductions_catalogue(self) -> list[dict]:
+        """GET /v1/reproductions: every entry with its sizes and claims."""
+        return self.get_json("/v1/reproductions")["catalogue"]
+
     def health(self) -> dict:
         return self.get_json("/v1/health")
+
+
+class Reproduction:
+    """A reproduction on the server: status, then the verdict and the figure."""
+
+    def __init__(self, client: Client, reproduction_id: str) -> None:
+        self.client = client
+        self.id = reproduction_id
+
+    def __repr__(self) -> str:
+        return f"Reproduction({self.id!r})"
+
+    def info(self) -> dict:
+        return self.client.get_json(f"/v1/reproductions/{self.id}")
+
+    def wait(self, poll_s: float = 2.0, timeout_s: float | None = None) -> dict:
+        """Poll until every member has ended; the final info (with `verdict` once succeeded)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            info = self.info()
+            if info["status"] in TERMINAL:
+                return info
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"reproduction {self.id} still {info['status']} after "
+                                   f"{timeout_s}s")
+            time.sleep(poll_s)
+
+    def figure(self, path: str | Path | None = None) -> bytes:
+        content = self.client.request("GET", f"/v1/reproductions/{self.id}/figure.png").content
+        if path is not None:
+            Path(path).write_bytes(content)
+        return content
 
 
 class Experiment:
