@@ -25,6 +25,8 @@ Model = Callable[[Tensor], Tensor]
 # compaction copies the inputs and iterates, so examples broken one by one stay (frozen) in the
 # batch until enough of them have gone
 COMPACT_BELOW = 0.75
+# on a CPU the examples are attacked in parts of at most this many input elements (all seeds)
+CACHE_ELEMENTS = 2**21
 
 
 @dataclass
@@ -98,6 +100,18 @@ def _gather(value: Tensor | float, order: Tensor, dim: int) -> Tensor | float:
     return value.gather(dim, index.expand(*order.shape, *value.shape[dim + 1:]))
 
 
+def _cache_sized(order: Tensor, x: Tensor, dim: int) -> list[Tensor]:
+    """`order` (*B, K) of S > 1 batched seeds cut along K into parts whose inputs, over all
+    seeds, hold at most CACHE_ELEMENTS on a CPU (one part elsewhere). Every activation of a
+    batched-seed forward grows with S x K: past the caches, S seeds batched ran slower than
+    S runs one by one (benchmarks/seeds_bench.py)."""
+    if x.device.type != "cpu" or dim == 0 or x.shape[:dim].numel() == 1:
+        return [order]  # one seed: its batched matmuls already run near the peak whole
+    per_example = x.shape[:dim].numel() * x.shape[dim + 1:].numel()
+    size = max(1, CACHE_ELEMENTS // max(per_example, 1))
+    return list(order.split(size, dim=-1)) if order.shape[-1] > size else [order]
+
+
 def _unbroken_first(best: Tensor) -> Tensor | None:
     """Per row of the seed dims, the example indices with the unbroken (score > 0) first, cut to
     the largest unbroken count over rows (*B, K); None when nothing is left to attack."""
@@ -143,43 +157,44 @@ def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
             torch.arange(y.shape[-1], device=x.device).expand(y.shape)
         if order is None:
             break
-        sub = _Active(x, y, threat, step, best_score, order, n_batch)
-        x_adv = sub.x.clone() if start is None else sub.x + _gather(start, order, n_batch)
-        for t in range(steps + 1):
-            last = t == steps
-            with torch.set_grad_enabled(not last):
-                x_adv.requires_grad_(not last)
-                logits = model(x_adv)
-                if not last:
-                    objective = attack_loss(logits, sub.y, loss, target)
-                    grad = _input_gradient(objective.sum(), x_adv)
-            with torch.no_grad():
-                x_adv = x_adv.detach()
-                score = -objective.detach() if score_is_loss and not last else \
-                    attacker_score(logits.detach(), sub.y, target)
-                better = score < sub.best  # (*lead) of the active batch
-                if stop:
-                    better &= sub.best > 0  # broken examples are frozen
-                sub.best = torch.where(better, score, sub.best)
-                rows = better.nonzero(as_tuple=True)  # only improved rows are written
-                if rows[0].numel():
-                    full = (*rows[:-1], sub.order[rows])
-                    best_score[full] = score[rows]
-                    if keep_delta and sub.full and rows[0].numel() == better.numel():
-                        best_x.copy_(x_adv)  # every example improved: one contiguous copy
-                    elif keep_delta:
-                        best_x[full] = x_adv[rows]
-                if last:
-                    break
-                x_adv = sub.threat.advance(sub.x, x_adv, grad, sub.step)
-                if stop:
-                    unbroken = int((sub.best > 0).sum(-1).max())
-                    if unbroken == 0:
+        for part in _cache_sized(order, x, n_batch):  # examples are attacked independently
+            sub = _Active(x, y, threat, step, best_score, part, n_batch)
+            x_adv = sub.x.clone() if start is None else sub.x + _gather(start, part, n_batch)
+            for t in range(steps + 1):
+                last = t == steps
+                with torch.set_grad_enabled(not last):
+                    x_adv.requires_grad_(not last)
+                    logits = model(x_adv)
+                    if not last:
+                        objective = attack_loss(logits, sub.y, loss, target)
+                        grad = _input_gradient(objective.sum(), x_adv)
+                with torch.no_grad():
+                    x_adv = x_adv.detach()
+                    score = -objective.detach() if score_is_loss and not last else \
+                        attacker_score(logits.detach(), sub.y, target)
+                    better = score < sub.best  # (*lead) of the active batch
+                    if stop:
+                        better &= sub.best > 0  # broken examples are frozen
+                    sub.best = torch.where(better, score, sub.best)
+                    rows = better.nonzero(as_tuple=True)  # only improved rows are written
+                    if rows[0].numel():
+                        full = (*rows[:-1], sub.order[rows])
+                        best_score[full] = score[rows]
+                        if keep_delta and sub.full and rows[0].numel() == better.numel():
+                            best_x.copy_(x_adv)  # every example improved: one contiguous copy
+                        elif keep_delta:
+                            best_x[full] = x_adv[rows]
+                    if last:
                         break
-                    if unbroken <= COMPACT_BELOW * sub.best.shape[-1]:
-                        kept = _unbroken_first(sub.best)
-                        sub = sub.select(kept)
-                        x_adv = _gather(x_adv, kept, n_batch)
+                    x_adv = sub.threat.advance(sub.x, x_adv, grad, sub.step)
+                    if stop:
+                        unbroken = int((sub.best > 0).sum(-1).max())
+                        if unbroken == 0:
+                            break
+                        if unbroken <= COMPACT_BELOW * sub.best.shape[-1]:
+                            kept = _unbroken_first(sub.best)
+                            sub = sub.select(kept)
+                            x_adv = _gather(x_adv, kept, n_batch)
     return (best_x.sub_(x) if keep_delta else None), best_score
 
 
