@@ -22,13 +22,18 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from advcore.attacks import perturb, robust_accuracy
 from advcore.spec import AttackSpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._torch import fit_frozen, parse_torch_args  # noqa: E402
 
 
 def sync(device: str) -> None:
@@ -96,14 +101,8 @@ def trained(kind: str, d: int, m: int, n: int, device: str):
         net = TwoClass(nn.Sequential(nn.Linear(d, m), nn.ReLU(), nn.Linear(m, 1)))
         flops = 2 * (d * m + m)
     net = net.to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    for _ in range(30):  # a brief fit on 2000 points: robust accuracy in (0, 1)
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(x[:2000]), y[:2000]).backward()
-        opt.step()
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
+    # a brief fit on 2000 points: robust accuracy in (0, 1)
+    fit_frozen(net, x[:2000], y[:2000], steps=30, lr=1e-3)
     return Flat(net), x.reshape(n, 1, 1, d), y, flops
 
 
@@ -156,11 +155,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--json", metavar="PATH")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_torch_args(parser)
     args.d, args.n = (300, 2000) if args.small else (1000, 10_000)
     peak = matmul_peak(args.device)
     # radii where about half the points stay robust (d = m = 1000; l2 scales with sqrt(d)), so

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 import httpx
 
 from client.errors import TERMINAL, AdvlabError, JobFailed
+from client.handle import Handle, image
 from client.overrides import parse_override, set_path  # noqa: F401  (public here too)
 from client.sweep import Sweep
 
@@ -170,12 +171,8 @@ class Client:
                      fmt: str | None = None, **options: Any) -> bytes:
         """Overlay plot: `robust_vs_radius` (options: attack, seed) or a metric's trajectory,
         one line / band per experiment. The format follows `path`'s suffix (png default)."""
-        fmt = fmt or (Path(path).suffix.lstrip(".").lower() if path else "") or "png"
-        params = {"ids": ",".join(ids), **{k: v for k, v in options.items() if v is not None}}
-        content = self.request("GET", f"/v1/compare/plots/{name}.{fmt}", params=params).content
-        if path is not None:
-            Path(path).write_bytes(content)
-        return content
+        return image(self, f"/v1/compare/plots/{name}", path, fmt,
+                     {"ids": ",".join(ids), **options})
 
     def sweep(self, base: dict | str | Path, grid: Mapping[str, list[Any]],
               seeds: list[int] | None = None, *, name: str = "sweep",
@@ -260,26 +257,10 @@ class Reproduction:
         return content
 
 
-class Experiment:
+class Experiment(Handle):
     """A handle on one server-side experiment; every property reads fresh state."""
 
-    def __init__(self, client: Client, experiment_id: str) -> None:
-        self.client = client
-        self.id = experiment_id
-
-    def __repr__(self) -> str:
-        return f"Experiment({self.id!r})"
-
-    @property
-    def _path(self) -> str:
-        return f"/v1/experiments/{self.id}"
-
-    def info(self) -> dict:
-        return self.client.get_json(self._path)
-
-    @property
-    def status(self) -> str:
-        return self.info()["status"]
+    COLLECTION = "experiments"
 
     @property
     def summary(self) -> "RunSummary | None":
@@ -410,9 +391,6 @@ class Experiment:
         frame.attrs.update(name=m["name"], step=m["step"], seed=m["seed"])
         return frame
 
-    def cancel(self) -> dict:
-        return self.client.request("POST", f"{self._path}/cancel").json()
-
     def retry(self) -> "Experiment":
         data = self.client.request("POST", f"{self._path}/retry").json()
         return Experiment(self.client, data["id"])
@@ -430,18 +408,5 @@ class Experiment:
              **options: Any) -> bytes:
         """A rendered plot: learning_curves, robust_vs_radius, correlations, cosine (options:
         seed, step, matrix). The format follows `path`'s suffix (png default, svg)."""
-        fmt = fmt or (Path(path).suffix.lstrip(".").lower() if path else "") or "png"
-        content = self.client.request("GET", f"{self._path}/plots/{name}.{fmt}",
-                                      params={k: v for k, v in options.items()
-                                              if v is not None}).content
-        if path is not None:
-            Path(path).write_bytes(content)
-        return content
-
-    def export(self, path: str | Path, fmt: str | None = None) -> Path:
-        """Download every recorded series as CSV or Parquet (format from the suffix)."""
-        path = Path(path)
-        fmt = fmt or path.suffix.lstrip(".").lower() or "csv"
-        path.write_bytes(self.client.request("GET", f"{self._path}/export.{fmt}").content)
-        return path
+        return image(self.client, f"{self._path}/plots/{name}", path, fmt, options)
 

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Response
 
 from service.api.deps import ExperimentDep, StoreDep
 from service.api.params import TableFormat
+from service.api.responses import TABLE, error
 from service.export import COLUMNS, FORMATS, attachment, export_experiment
-from service.schemas import Error
 
 router = APIRouter(prefix="/experiments", tags=["export"])
 
@@ -19,9 +19,7 @@ router = APIRouter(prefix="/experiments", tags=["export"])
                 "(no downsampling), sorted by name, seed, step. Parquet files also carry the "
                 "resolved spec and the summary as JSON in the schema metadata (`advlab.spec`, "
                 "`advlab.summary`). A queued experiment exports the header only.",
-    responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}},
-                     "description": "The table."},
-               404: {"model": Error, "description": "No experiment with that id."}})
+    responses={**TABLE, **error(404, "No experiment with that id.")})
 def export_series(
     experiment: ExperimentDep, store: StoreDep,
     fmt: TableFormat,

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Path, Query, Response
 
 from service.api.deps import ExperimentDep, StoreDep
 from service.api.params import ImageFormat, int32_query
+from service.api.responses import IMAGE, NO_PLOT_DATA, error
 from service.experiment_plots import PLOTS, render_plot
 from service.plots import FORMATS
-from service.schemas import Error
 
 router = APIRouter(prefix="/experiments", tags=["plots"])
 
@@ -25,10 +25,7 @@ _NAMES = "; ".join(f"`{name}`: {doc}" for name, doc in PLOTS.items())
                 "the plot needs does not exist (queued, or running before its first "
                 "evaluation; `robust_vs_radius` without attacks; `correlations` without "
                 "`record: correlations`). Not cached: a running experiment's plot grows.",
-    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}},
-                     "description": "The image."},
-               404: {"model": Error, "description": "Unknown experiment, plot or matrix."},
-               409: {"model": Error, "description": "No data for this plot (yet)."}})
+    responses={**IMAGE, **error(404, "Unknown experiment, plot or matrix."), **NO_PLOT_DATA})
 def read_plot(
     experiment: ExperimentDep, store: StoreDep,
     name: Annotated[str, Path(description=f"One of {', '.join(PLOTS)}.")],

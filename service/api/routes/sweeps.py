@@ -11,6 +11,7 @@ from service import sweep_views as views
 from service import sweeps as svc
 from service.api.deps import EnqueueDep, OwnedSweepDep, SettingsDep, StoreDep, SweepDep
 from service.api.params import IdempotencyKey, ImageFormat, PageLimit, Priority, TableFormat
+from service.api.responses import IMAGE, TABLE, error
 from service.auth import UserDep
 from service.export import FORMATS as EXPORT_FORMATS
 from service.export import attachment
@@ -106,8 +107,7 @@ def cancel_sweep(sweep: OwnedSweepDep, store: StoreDep) -> views.SweepRead:
     description="Every recorded point of every member as one long-form table: one column per "
                 "grid path, then `experiment_id, name, seed, step, value`. Parquet carries the "
                 "grid, seeds, base spec and aggregate table as JSON schema metadata.",
-    responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}},
-                     "description": "The table."}, **E404})
+    responses={**TABLE, **E404})
 def export_sweep(sweep: SweepDep, store: StoreDep,
                  fmt: TableFormat) -> Response:
     return Response(views.export(store, sweep, fmt), media_type=EXPORT_FORMATS[fmt],
@@ -120,9 +120,7 @@ def export_sweep(sweep: SweepDep, store: StoreDep,
     description="One line per grid point: the mean over seeds of the metric's series "
                 "(e.g. `test/clean_accuracy`, `test/robust_accuracy/pgd_l2@1`) with a ± std "
                 "band. 404 for an unknown sweep; 409 while no member has recorded the metric.",
-    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}},
-                     "description": "The image."},
-               **E404, 409: {"model": Error, "description": "No data for this metric (yet)."}})
+    responses={**IMAGE, **E404, **error(409, "No data for this metric (yet).")})
 def plot_sweep(sweep: SweepDep, store: StoreDep,
                metric: Annotated[str, Path(description="Metric name (may contain `/`).")],
                fmt: ImageFormat) -> Response:
