@@ -73,13 +73,16 @@ class ThreadedPidbox(Pidbox):
                         **SOFTWARE_INFO)
 
     def _loop(self, c: Any) -> None:
+        backoff = 2.0
         try:
             while not self._stop.is_set():
                 try:
                     self._serve(c)
+                    backoff = 2.0
                 except Exception as exc:  # broker gone: retry, as the main loop does
-                    log.warning("remote control: %s; reconnecting", exc)
-                    self._stop.wait(2.0)
+                    log.warning("remote control: %s; reconnecting in %.0f s", exc, backoff)
+                    self._stop.wait(backoff)
+                    backoff = min(2 * backoff, 60.0)
         finally:
             self._stopped.set()
 
