@@ -130,7 +130,9 @@ function initExperiments() {
     const count = $("#selected-count");
     count.textContent = n + " selected";
     count.dataset.count = String(n);
-    $("#compare-selected").disabled = n < 1;
+    const compare = $("#compare-selected");
+    compare.disabled = n < 1 || n > 20;  // GET /v1/compare takes 1 to 20 runs
+    compare.title = n > 20 ? "compare at most 20 runs at a time" : "";
     for (const id of ["#retry-selected", "#delete-selected", "#clear-selected"]) $(id).disabled = n < 1;
     const boxes = [...document.querySelectorAll("#rows input.pick")];
     $("#select-all").checked = boxes.length > 0 && boxes.every(b => b.checked);
