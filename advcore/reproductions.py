@@ -293,21 +293,21 @@ FEATURE_AVERAGING = Reproduction(
 
 
 def _patch_size(n_train: int, epochs: int, every: int, seeds: list[int], n_attack: int,
-                minutes: float) -> SizeSpec:
+                batch: int, lr: float, steps: int, aa_steps: int, minutes: float) -> SizeSpec:
     base = {"name": "patch: standard vs adversarial", "tags": ["reproduction", "patch"],
             "data": {"kind": "patch", "k": 4, "d": 64, "patches": 48, "n_robust": 1,
                      "alpha": 1.0, "beta": 0.4, "sigma_n": 0.02, "n_train": n_train,
                      "n_test": max(n_attack, 200), "features": "sparse_robust"},
             "learner": {"kind": "patch_cnn", "width": 8, "q": 3.0, "rho": 0.1,
                         "init_scale": 0.1},
-            "training": {"mode": "standard", "epochs": epochs, "batch_size": 100,
-                         "loss": "cross_entropy", "optimizer": {"kind": "sgd", "lr": 0.05},
+            "training": {"mode": "standard", "epochs": epochs, "batch_size": batch,
+                         "loss": "cross_entropy", "optimizer": {"kind": "sgd", "lr": lr},
                          "adversary": {"kind": "pgd", "norm": "linf", "radii": [0.08],
-                                       "steps": 5, "loss": "margin"}},
+                                       "steps": steps, "loss": "margin"}},
             "evaluation": {"every": every, "attack_every": [epochs], "n_attack": n_attack,
                            "record": ["correlations"],
                            "attacks": [{"kind": "autoattack", "norm": "linf",
-                                        "radii": [0.08], "steps": 50}]}}
+                                        "radii": [0.08], "steps": aa_steps}]}}
     return SizeSpec(base=base, grid={"training.mode": ["standard", "adversarial"]},
                     seeds=seeds, params={"radius": 0.08}, minutes=minutes)
 
@@ -355,8 +355,9 @@ PATCH_TRAJECTORIES = Reproduction(
     name="patch_trajectories", paper="B", figure="correlation trajectories (Fig. 1/2)",
     title="Patch model: correlations with the robust (u) and non-robust (v) features over "
           "training, standard vs adversarial (the flip)",
-    sizes={"quick": _patch_size(400, 20, 2, [0, 1], 200, minutes=2.0),
-           "full": _patch_size(1000, 60, 2, [0, 1, 2, 3, 4], 500, minutes=30.0)},
+    sizes={"quick": _patch_size(200, 30, 3, [0, 1], 100, 50, 0.1, 3, 20, minutes=3.0),
+           "full": _patch_size(1000, 60, 2, [0, 1, 2, 3, 4], 500, 100, 0.05, 5, 100,
+                               minutes=30.0)},
     claims=_patch_claims(), trajectories=("corr/robust/", "corr/non_robust/"))
 
 
