@@ -102,6 +102,9 @@ def test_sweep_page_shows_the_aggregate_and_a_band_plot(api):
     band = re.search(r'id="band"[^>]*src="([^"]+)"', html).group(1)
     assert band.endswith("/plots/test/clean_accuracy.png")
     assert api.client.get(band).status_code == 200
+    compare = html_lib.unescape(re.search(r'id="compare-members" href="([^"]+)"', html).group(1))
+    assert compare == "/compare?ids=" + ",".join(sweep["experiment_ids"])
+    assert_secure_html(api.client.get(compare))
 
 
 def test_static_files_are_served_with_their_type_and_nothing_else_is(api):

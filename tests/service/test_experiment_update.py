@@ -88,3 +88,19 @@ def test_only_the_owner_or_an_admin_may_patch_and_a_cookie_session_needs_csrf(ma
     assert r.status_code == 200, r.text
     api.client.cookies.clear()
     assert api.client.get(url, headers=h["alice"]).json()["notes"] == "from the page"
+
+
+def test_the_python_client_edits_tags_and_notes_and_reports_a_bad_one(api):
+    from client.api import Client
+    from client.errors import AdvlabError
+
+    eid = submit(api)
+    client = Client("http://testserver", retries=0)
+    client._http = api.client  # the real app in-process (TestClient is an httpx.Client)
+    exp = client.experiment(eid)
+    assert exp.update(notes="from the client")["tags"] == ["old"]
+    assert exp.update(tags=["a", "b"])["notes"] == "from the client"
+    assert exp.info()["tags"] == ["a", "b"]
+    with pytest.raises(AdvlabError) as err:
+        exp.update(tags=[""])
+    assert err.value.status_code == 422 and "tags" in str(err.value)
