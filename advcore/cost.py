@@ -344,8 +344,9 @@ def data_build_phase(spec, data: DataCost) -> Phase:
 
 
 def estimate(spec) -> Cost:
-    """The cost of running `spec` (resolved here) with advcore.run.run_experiment."""
-    spec = spec.resolve()
+    """The cost of running `spec` (resolved here unless resolve() made it) with
+    advcore.run.run_experiment."""
+    spec = spec.as_resolved()
     data = data_cost(spec.data)
     ledger = Ledger()
     ledger.phases.append(data_build_phase(spec, data))

@@ -33,11 +33,12 @@ from advcore.train import make_task, train
 
 def run_experiment(spec: ExperimentSpec, observer: Observer | None = None,
                    device: str | None = None) -> RunSummary:
-    """Train and evaluate `spec` (resolved here); raises advcore.observe.Canceled when the
-    observer's should_stop() turns true (polled every epoch). `device` overrides spec.device."""
+    """Train and evaluate `spec` (resolved here unless resolve() made it); raises
+    advcore.observe.Canceled when the observer's should_stop() turns true (polled every epoch).
+    `device` overrides spec.device."""
     started = time.perf_counter()
     observer = observer or NullObserver()
-    spec = spec.resolve()
+    spec = spec.as_resolved()
     dev = pick_device(device if device is not None else spec.device)
     seeds = spec.seed_list
     data = stack_seeds([build_data(spec.data, seed, dev) for seed in seeds])

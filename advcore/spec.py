@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import weakref
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -658,7 +659,7 @@ class ExperimentSpec(_Model):
         return self.training.epochs
 
     def resolve(self) -> "ExperimentSpec":
-        """Fill the defaults that depend on other fields; idempotent."""
+        """Fill the defaults that depend on other fields; idempotent. Returns a new spec."""
         spec = self.model_copy(deep=True)
         t = spec.training
         if t.mode == "fine_labels":
@@ -685,15 +686,28 @@ class ExperimentSpec(_Model):
         default = reliable_default(t, spec.evaluation.attacks)
         if default is not None:
             spec.evaluation.attacks = [*spec.evaluation.attacks, default]
+        _RESOLVED[id(spec)] = spec
         return spec
+
+    def as_resolved(self) -> "ExperimentSpec":
+        """This spec itself when resolve() returned it, else resolve(): a spec resolved once
+        is priced, hashed and run as is (resolving is the larger part of pricing a spec)."""
+        return self if _RESOLVED.get(id(self)) is self else self.resolve()
 
     def canonical_json(self) -> str:
         """Sorted-key JSON of the resolved spec without name, tags, advlab_version, warnings."""
-        body = self.resolve().model_dump(mode="json", exclude={"name", "tags", "advlab_version", "warnings"})
+        body = self.as_resolved().model_dump(
+            mode="json", exclude={"name", "tags", "advlab_version", "warnings"})
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
     def spec_hash(self) -> str:
         return hashlib.sha256(f"v{SPEC_VERSION}:{self.canonical_json()}".encode()).hexdigest()
+
+
+# The specs resolve() returned, held weakly (an entry goes with its spec): as_resolved() returns
+# them as they are. A copy is not in it, so model_copy(update=...) of a resolved spec is resolved
+# again; a resolved spec is not changed in place after resolve() (advlab_version aside).
+_RESOLVED: "weakref.WeakValueDictionary[int, ExperimentSpec]" = weakref.WeakValueDictionary()
 
 
 def reliable_default(training: TrainingSpec, attacks: list[AttackSpec]) -> AttackSpec | None:

@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
 
+from devtools.poll import poll  # noqa: E402
 from lab.store.migrate import upgrade  # noqa: E402
 
 SMALL = {"data": {"kind": "multi_cluster", "d": 20, "k": 4, "n_train": 64, "n_test": 32},
@@ -61,15 +62,13 @@ def start_api(home: Path) -> tuple[subprocess.Popen, str]:
                              str(port), "--log-level", "warning", "--no-access-log"],
                             cwd=REPO, env=env, stderr=(home / "api.log").open("w"))
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/v1/health", timeout=2).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("the API did not start")
+    try:
+        poll(lambda: httpx.get(f"{base}/v1/health", timeout=2).status_code == 200, timeout=60,
+             ignore=httpx.HTTPError)
+    except TimeoutError:
+        proc.kill()
+        raise RuntimeError("the API did not start") from None
+    return proc, base
 
 
 def main() -> None:

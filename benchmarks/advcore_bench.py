@@ -17,8 +17,10 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -29,6 +31,9 @@ from advcore.learners import build_learner
 from advcore.observe import NullObserver
 from advcore.spec import AttackSpec, ExperimentSpec
 from advcore.train import make_task, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._torch import parse_torch_args  # noqa: E402
 
 
 @dataclass
@@ -193,12 +198,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="only the small case (quick)")
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=["small", "large"])
-    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_torch_args(parser)
     peak = matmul_peak()
     rows: list[tuple[str, str, float, str]] = [("machine", "matmul peak (2048^3 float32)", peak,
                                                 "GFLOP/s")]

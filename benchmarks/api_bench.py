@@ -31,6 +31,7 @@ import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 
 from benchmarks._common import percentile, throwaway_pg_database  # noqa: E402
+from devtools.poll import poll  # noqa: E402
 from lab.config import Settings  # noqa: E402
 from service.main import create_app  # noqa: E402
 from lab.store.base import MetricPoint  # noqa: E402
@@ -63,11 +64,13 @@ def http_server(settings: Settings) -> Iterator[tuple[str, object]]:
                                            access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
+
+    def started() -> bool:
+        if not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
+        return server.started
+
+    poll(started, timeout=20, every=0.05, message="uvicorn did not start")
     try:
         yield f"http://127.0.0.1:{port}", app
     finally:

@@ -19,8 +19,10 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -31,6 +33,9 @@ from advcore.learners import build_learner
 from advcore.observe import NullObserver
 from advcore.spec import AttackSpec, parse_spec
 from advcore.train import attack_kwargs, main_view, make_task, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._torch import fit_frozen, parse_torch_args  # noqa: E402
 
 
 @dataclass
@@ -53,14 +58,7 @@ def digits_problem(n_points: int) -> Problem:
     y = torch.tensor(data.target, dtype=torch.long)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 96), nn.ReLU(), nn.Linear(96, 48),
                           nn.ReLU(), nn.Linear(48, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(150):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x[:1200]), y[:1200]).backward()
-        opt.step()
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    fit_frozen(model, x[:1200], y[:1200], steps=150, lr=1e-2)
     return Problem("digits MLP [96,48]", model, x[1200:1200 + n_points],
                    y[1200:1200 + n_points], "linf", [0.05, 0.1, 0.15, 0.2], {"feature_ndim": 3})
 
@@ -120,12 +118,7 @@ def main() -> None:
     parser.add_argument("--small", action="store_true",
                         help="quick sizes (200 points, d=m=200) instead of 500 / d=m=1000")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds (median)")
-    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_torch_args(parser)
     n_points, d = (200, 200) if args.small else (500, 1000)
     problems = [digits_problem(n_points), two_layer_problem(d, n_points, 100)]
     rows = [row for p in problems for row in bench(p, args.repeat)]

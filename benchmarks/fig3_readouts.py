@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--n-attack", type=int, default=200)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--pgd", action="store_true", help="also PGD-50 (AutoAttack is stronger)")
+    parser.add_argument("--only", choices=("binary", "fine"), help="run one of the two networks")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     d, k, seeds = args.d, args.k, [int(s) for s in args.seeds.split(",")]
@@ -86,6 +87,8 @@ def main() -> None:
                       "sum": at("sqrt(2d/(k+2))", (0.8, 1.0, 1.15, 1.3, 1.45, 1.6))})]
     result: dict = {"d": d, "k": k, "seeds": seeds, "n_attack": args.n_attack, "reference": ref}
     for labels, radii in runs:
+        if args.only and labels != args.only:
+            continue
         started = time.perf_counter()
         summary = run_experiment(parse_spec(spec(labels, d, k, seeds, args.n_attack, radii,
                                                  args.pgd)), device="cpu").to_stored()
@@ -102,8 +105,8 @@ def main() -> None:
         print("10% cliff:", {r: round(v, 2) if v else v
                              for r, v in result[labels]["cliff"].items()})
     print("\nreference:", {n: round(v, 2) for n, v in ref.items()})
-    cliff_b = result["binary"]["cliff"]["binary"]
-    for readout in ("argmax", "sum"):
+    cliff_b = result.get("binary", {}).get("cliff", {}).get("binary")
+    for readout in ("argmax", "sum") if "fine" in result else ():
         cliff_f = result["fine"]["cliff"][readout]
         if cliff_b and cliff_f:
             print(f"fine ({readout}) / binary cliff ratio: {cliff_f / cliff_b:.2f} "

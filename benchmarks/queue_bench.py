@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,16 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 REPO = Path(__file__).resolve().parents[1]
-TERMINAL = {"succeeded", "failed", "canceled"}
+sys.path.insert(0, str(REPO))
 
+import httpx  # noqa: E402
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from devtools.poll import poll  # noqa: E402
+from devtools.stack import free_port  # noqa: E402
+from lab.status import TERMINAL  # noqa: E402
 
 
 def run_queue(spec: dict, jobs: int, workers: int, extra_env: dict[str, str]) -> dict:
@@ -51,18 +48,14 @@ def run_queue(spec: dict, jobs: int, workers: int, extra_env: dict[str, str]) ->
             [sys.executable, "-m", "client.cli", "serve", "--port", str(port),
              "--workers", str(workers)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:  # the API answers and every worker said "ready."
-            ready = log_path.read_text(errors="replace").count(" ready.")
-            try:
-                healthy = httpx.get(url + "/v1/health", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                healthy = False
-            if healthy and ready >= workers:
-                break
+
+        def ready() -> bool:  # the API answers and every worker said "ready."
             if serve.poll() is not None:
                 raise RuntimeError("advlab serve exited:\n" + log_path.read_text()[-3000:])
-            time.sleep(0.5)
+            return (log_path.read_text(errors="replace").count(" ready.") >= workers
+                    and httpx.get(url + "/v1/health", timeout=2).status_code == 200)
+
+        poll(ready, timeout=600, every=0.5, ignore=httpx.HTTPError)
         load_before = os.getloadavg()[0]
         started = time.monotonic()
         with httpx.Client(base_url=url, timeout=60) as client:

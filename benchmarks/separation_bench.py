@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from advcore.data import build_data
 from advcore.separation import nearest_other_label
 from advcore.spec import ImageData
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._torch import parse_torch_args  # noqa: E402
 
 
 def _time(fn, device) -> float:
@@ -35,11 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 4000])
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_torch_args(parser)
     device = torch.device(args.device)
     digits = build_data(ImageData(dataset="digits", binary=None), seed=0)
     cases = [("digits", digits.x_train, digits.y_train)]

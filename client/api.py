@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 import httpx
 
 from client.errors import TERMINAL, AdvlabError, JobFailed
+from client.handle import Handle, image
 from client.overrides import parse_override, set_path  # noqa: F401  (public here too)
 from client.sweep import Sweep
 
-__all__ = ["TERMINAL", "AdvlabError", "Client", "Experiment", "JobFailed", "Sweep",
-           "parse_override", "set_path"]
+__all__ = ["TERMINAL", "AdvlabError", "Client", "Experiment", "JobFailed", "Reproduction",
+           "Sweep", "parse_override", "set_path"]
 
 if TYPE_CHECKING:
     from advcore.summary import RunSummary
@@ -170,12 +171,8 @@ class Client:
                      fmt: str | None = None, **options: Any) -> bytes:
         """Overlay plot: `robust_vs_radius` (options: attack, seed) or a metric's trajectory,
         one line / band per experiment. The format follows `path`'s suffix (png default)."""
-        fmt = fmt or (Path(path).suffix.lstrip(".").lower() if path else "") or "png"
-        params = {"ids": ",".join(ids), **{k: v for k, v in options.items() if v is not None}}
-        content = self.request("GET", f"/v1/compare/plots/{name}.{fmt}", params=params).content
-        if path is not None:
-            Path(path).write_bytes(content)
-        return content
+        return image(self, f"/v1/compare/plots/{name}", path, fmt,
+                     {"ids": ",".join(ids), **options})
 
     def sweep(self, base: dict | str | Path, grid: Mapping[str, list[Any]],
               seeds: list[int] | None = None, *, name: str = "sweep",
@@ -210,30 +207,60 @@ class Client:
             body["seeds"] = list(seeds)
         return body
 
+    def reproduce(self, name: str, size: str = "quick") -> "Reproduction":
+        """POST /v1/reproductions: run catalogue entry `name` (advcore.reproductions) at
+        `size` quick | full on the server, as one sweep over its grid and seeds."""
+        data = self.request("POST", "/v1/reproductions", json={"name": name, "size": size},
+                            headers={"Idempotency-Key": uuid.uuid4().hex}).json()
+        return Reproduction(self, data["id"])
+
+    def reproduction(self, reproduction_id: str) -> "Reproduction":
+        return Reproduction(self, reproduction_id)
+
+    def reproductions_catalogue(self) -> list[dict]:
+        """GET /v1/reproductions: every entry with its sizes and claims."""
+        return self.get_json("/v1/reproductions")["catalogue"]
+
     def health(self) -> dict:
         return self.get_json("/v1/health")
 
 
-class Experiment:
-    """A handle on one server-side experiment; every property reads fresh state."""
+class Reproduction:
+    """A reproduction on the server: status, then the verdict and the figure."""
 
-    def __init__(self, client: Client, experiment_id: str) -> None:
+    def __init__(self, client: Client, reproduction_id: str) -> None:
         self.client = client
-        self.id = experiment_id
+        self.id = reproduction_id
 
     def __repr__(self) -> str:
-        return f"Experiment({self.id!r})"
-
-    @property
-    def _path(self) -> str:
-        return f"/v1/experiments/{self.id}"
+        return f"Reproduction({self.id!r})"
 
     def info(self) -> dict:
-        return self.client.get_json(self._path)
+        return self.client.get_json(f"/v1/reproductions/{self.id}")
 
-    @property
-    def status(self) -> str:
-        return self.info()["status"]
+    def wait(self, poll_s: float = 2.0, timeout_s: float | None = None) -> dict:
+        """Poll until every member has ended; the final info (with `verdict` once succeeded)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            info = self.info()
+            if info["status"] in TERMINAL:
+                return info
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"reproduction {self.id} still {info['status']} after "
+                                   f"{timeout_s}s")
+            time.sleep(poll_s)
+
+    def figure(self, path: str | Path | None = None) -> bytes:
+        content = self.client.request("GET", f"/v1/reproductions/{self.id}/figure.png").content
+        if path is not None:
+            Path(path).write_bytes(content)
+        return content
+
+
+class Experiment(Handle):
+    """A handle on one server-side experiment; every property reads fresh state."""
+
+    COLLECTION = "experiments"
 
     @property
     def summary(self) -> "RunSummary | None":
@@ -364,9 +391,6 @@ class Experiment:
         frame.attrs.update(name=m["name"], step=m["step"], seed=m["seed"])
         return frame
 
-    def cancel(self) -> dict:
-        return self.client.request("POST", f"{self._path}/cancel").json()
-
     def retry(self) -> "Experiment":
         data = self.client.request("POST", f"{self._path}/retry").json()
         return Experiment(self.client, data["id"])
@@ -374,22 +398,15 @@ class Experiment:
     def delete(self) -> None:
         self.client.request("DELETE", self._path)
 
+    def update(self, *, tags: list[str] | None = None, notes: str | None = None) -> dict:
+        """Replace the tags and/or the notes (None: unchanged; "" clears the notes); returns
+        the experiment as the server now has it."""
+        body = {k: v for k, v in {"tags": tags, "notes": notes}.items() if v is not None}
+        return self.client.request("PATCH", self._path, json=body).json()
+
     def plot(self, name: str, path: str | Path | None = None, fmt: str | None = None,
              **options: Any) -> bytes:
         """A rendered plot: learning_curves, robust_vs_radius, correlations, cosine (options:
         seed, step, matrix). The format follows `path`'s suffix (png default, svg)."""
-        fmt = fmt or (Path(path).suffix.lstrip(".").lower() if path else "") or "png"
-        content = self.client.request("GET", f"{self._path}/plots/{name}.{fmt}",
-                                      params={k: v for k, v in options.items()
-                                              if v is not None}).content
-        if path is not None:
-            Path(path).write_bytes(content)
-        return content
-
-    def export(self, path: str | Path, fmt: str | None = None) -> Path:
-        """Download every recorded series as CSV or Parquet (format from the suffix)."""
-        path = Path(path)
-        fmt = fmt or path.suffix.lstrip(".").lower() or "csv"
-        path.write_bytes(self.client.request("GET", f"{self._path}/export.{fmt}").content)
-        return path
+        return image(self.client, f"{self._path}/plots/{name}", path, fmt, options)
 

@@ -267,5 +267,38 @@ def sweep(
                  quiet, dry_run)
 
 
+@app.command()
+def reproduce(
+    name: Optional[str] = typer.Argument(None, help="Catalogue entry (see --list)."),
+    quick: bool = typer.Option(False, "--quick", help="The quick size (minutes on a laptop "
+                                                      "CPU); default: the paper's full size."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="Directory for figure.png and verdict.json "
+                                            "(default: reproductions/NAME-SIZE)."),
+    list_: bool = typer.Option(False, "--list", help="List the catalogue and exit."),
+    local: bool = typer.Option(False, "--local", help="Run in this process, no server."),
+    device: Optional[str] = typer.Option(None, help="--local: cpu | cuda | auto."),
+    timeout: Optional[float] = typer.Option(None, help="Stop waiting after this many seconds."),
+    server: str = _server(),
+    token: Optional[str] = _token(),
+) -> None:
+    """Reproduce a figure or table of the three papers: a sweep over seeds (and radius or
+    width), the paper-style figure and a verdict per claim (ours vs the paper's number)."""
+    from client import reproduce as rep
+    from client.remote import Server, fail
+
+    if list_:
+        rep.list_catalogue(None if local else Server(server, token))
+        return
+    if not name:
+        raise fail("name a reproduction (advlab reproduce --list)")
+    size = "quick" if quick else "full"
+    out_dir = out or Path("reproductions") / f"{name}-{size}"
+    if local:
+        rep.run_local(name, size, out_dir, device)
+    else:
+        rep.run_remote(Server(server, token), name, size, out_dir, timeout)
+
+
 if __name__ == "__main__":
     app()

@@ -9,31 +9,18 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from client.errors import TERMINAL, JobFailed
+from client.handle import Handle, image
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from client.api import Client, Experiment
+    from client.api import Experiment
 
 
-class Sweep:
-    def __init__(self, client: Client, sweep_id: str) -> None:
-        self.client = client
-        self.id = sweep_id
+class Sweep(Handle):
+    """A handle on one server-side sweep; every property reads fresh state."""
 
-    def __repr__(self) -> str:
-        return f"Sweep({self.id!r})"
-
-    @property
-    def _path(self) -> str:
-        return f"/v1/sweeps/{self.id}"
-
-    def info(self) -> dict:
-        return self.client.get_json(self._path)
-
-    @property
-    def status(self) -> str:
-        return self.info()["status"]
+    COLLECTION = "sweeps"
 
     def experiments(self) -> list[Experiment]:
         return [self.client.experiment(m["experiment"]["id"]) for m in self.info()["members"]
@@ -79,20 +66,6 @@ class Sweep:
                 rows.append({**row["point"], "label": row["label"], "metric": metric, **stats})
         return pd.DataFrame(rows)
 
-    def cancel(self) -> dict:
-        return self.client.request("POST", f"{self._path}/cancel").json()
-
-    def export(self, path: str | Path, fmt: str | None = None) -> Path:
-        path = Path(path)
-        fmt = fmt or path.suffix.lstrip(".").lower() or "csv"
-        path.write_bytes(self.client.request("GET", f"{self._path}/export.{fmt}").content)
-        return path
-
     def plot(self, metric: str, path: str | Path | None = None, fmt: str | None = None) -> bytes:
         """Mean ± std band plot of one metric, one line per grid point."""
-        fmt = fmt or (Path(path).suffix.lstrip(".").lower() if path else "") or "png"
-        content = self.client.request(
-            "GET", f"{self._path}/plots/{quote(metric, safe='/@')}.{fmt}").content
-        if path is not None:
-            Path(path).write_bytes(content)
-        return content
+        return image(self.client, f"{self._path}/plots/{quote(metric, safe='/@')}", path, fmt)

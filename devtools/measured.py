@@ -86,6 +86,9 @@ def _alloc_peak(prof) -> float:
 
 @contextlib.contextmanager
 def single_thread():
+    """torch on one thread inside, restored after: numbers that do not depend on the machine's
+    load, and in-process training that does not oversubscribe a shared machine's cores (torch's
+    default pool turned a 4 s run into 19 s on two cores)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Iterable
 
 import httpx
 
+from devtools.poll import poll
 from lab.status import TERMINAL
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,17 +72,14 @@ class Stack:
 
         self._start("api", api_command("127.0.0.1", port,
                                        self.env.get("ADVLAB_TRUSTED_PROXIES", "")))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def answers() -> bool:
             if self.procs["api"].poll() is not None:
                 raise RuntimeError("API exited:\n" + self.log_text("api"))
-            try:
-                if httpx.get(self.base_url + "/v1/health", timeout=2).status_code < 500:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("API did not come up:\n" + self.log_text("api"))
+            return httpx.get(self.base_url + "/v1/health", timeout=2).status_code < 500
+
+        poll(answers, timeout=60, ignore=httpx.HTTPError,
+             message=lambda _: "API did not come up:\n" + self.log_text("api"))
 
     def start_worker(self, name: str | None = None) -> subprocess.Popen:
         name = name or f"worker{sum(1 for n in self.procs if n.startswith('worker'))}"
@@ -138,15 +135,11 @@ class Stack:
                  timeout: float = 120, until=None) -> dict:
         """Poll until the status is one of `statuses` (and `until(body)` holds, if given)."""
         wanted = set(statuses)
-        deadline = time.monotonic() + timeout
-        body: dict = {}
-        while time.monotonic() < deadline:
-            body = self.get(experiment_id)
-            if body["status"] in wanted and (until is None or until(body)):
-                return body
-            time.sleep(0.2)
-        raise AssertionError(f"{experiment_id} still {body.get('status')} after {timeout}s "
-                    f"(progress {body.get('progress')}):\n{self.log_text()[-6000:]}")
+        return poll(lambda: self.get(experiment_id),
+                    lambda body: body["status"] in wanted and (until is None or until(body)),
+                    timeout=timeout, message=lambda body: (
+                        f"{experiment_id} still {(body or {}).get('status')} (progress "
+                        f"{(body or {}).get('progress')}):\n{self.log_text()[-6000:]}"))
 
 
 def launch_stack(root: Path, env_overrides: dict[str, str], *, workers: int) -> Stack:

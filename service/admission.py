@@ -13,8 +13,9 @@ admission passes.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from advcore.cost import Cost, Term, estimate
 from advcore.spec import ExperimentSpec
@@ -104,17 +105,30 @@ def refusals(cost: Cost, limits: Limits) -> list[Refusal]:
     return out
 
 
-def price(spec: ExperimentSpec) -> Cost:
-    """advcore.cost.estimate, with a spec it cannot price (a combination the spec's validators
-    let through) answered as a 422 rather than a 500: a spec that cannot be priced cannot be
-    admitted."""
+@contextmanager
+def _priceable() -> Iterator[None]:
+    """A spec that cannot be resolved or priced (a combination the spec's validators let
+    through) is a 422 rather than a 500: a spec that cannot be priced cannot be admitted."""
     try:
-        return estimate(spec)
+        yield
     except (ArithmeticError, IndexError, KeyError, NotImplementedError, TypeError,
             ValueError) as exc:
         log.exception("no estimate for a spec that passed validation")
         raise FieldError(["body"], f"this spec cannot be priced, so it cannot be admitted: "
                                    f"{type(exc).__name__}: {exc}", "value_error.estimate") from None
+
+
+def resolve(spec: ExperimentSpec) -> ExperimentSpec:
+    """spec.resolve(), failing as `price` does; price the result to resolve only once."""
+    with _priceable():
+        return spec.resolve()
+
+
+def price(spec: ExperimentSpec) -> Cost:
+    """advcore.cost.estimate (which resolves the spec unless resolve() made it), a failure
+    answered as a 422."""
+    with _priceable():
+        return estimate(spec)
 
 
 def admit(spec: ExperimentSpec, queue: str, settings: Settings) -> Cost:

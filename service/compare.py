@@ -115,8 +115,10 @@ def _aligned(store: Store, exps: Sequence[Experiment], names: list[str] | None,
 
 
 def compare(store: Store, ids: list[str], *, names: list[str] | None = None,
-            max_points: int | None = None, seed: int | None = None) -> Comparison:
-    """Raises NotFound (404) naming the first unknown id."""
+            max_points: int | None = None, seed: int | None = None,
+            with_series: bool = True) -> Comparison:
+    """Raises NotFound (404) naming the first unknown id. `with_series=False` leaves the
+    (possibly large) aligned series out."""
     exps = [_get(store, i) for i in ids]
     rows = {e.id: summary_rows(e.summary) for e in exps}
     keys = list(dict.fromkeys(k for r in rows.values() for k in r))
@@ -126,7 +128,7 @@ def compare(store: Store, ids: list[str], *, names: list[str] | None = None,
                      for e in exps],
         spec_diff=spec_diff(exps),
         summary=[SummaryRow(key=k, values={i: r.get(k) for i, r in rows.items()}) for k in keys],
-        series=_aligned(store, exps, names, max_points, seed))
+        series=_aligned(store, exps, names, max_points, seed) if with_series else [])
 
 
 # --------------------------------------------------------------------------- overlay plots
@@ -193,3 +195,47 @@ def _get(store: Store, experiment_id: str) -> Experiment:
         return store.get_experiment(experiment_id)
     except NotFound:
         raise NotFound(f"experiment {experiment_id!r} not found") from None
+
+
+# --------------------------------------------------------------------------- dashboard page
+
+
+class ComparePage(BaseModel):
+    """What the dashboard's compare page renders; its chart fetches the series from
+    GET /v1/compare (one metric at a time)."""
+
+    comparison: Comparison  # without series
+    labels: dict[str, str]
+    metric_names: list[str]
+    default_metric: str | None
+    radius_curves: dict[str, dict[str, list[tuple[float, float | None]]]] = Field(
+        default_factory=dict, description="Threat (all attacks, min_*) or attack → experiment "
+                                          "id → [(radius, final robust accuracy)] from the "
+                                          "summaries.")
+
+
+def page_view(store: Store, ids: list[str]) -> ComparePage:
+    """The compare page: experiments, spec differences, summary rows, the metrics they have
+    (those every one of them has first), and a default metric to overlay."""
+    exps = [_get(store, i) for i in ids]
+    comparison = compare(store, ids, with_series=False)  # the page's chart fetches them
+    have = [set(store.metric_names(e.id)) for e in exps]
+    common = set.intersection(*have) if have else set()
+    everything = sorted(set().union(*have), key=lambda n: (n not in common, n))
+    preferred = ("test/clean_accuracy", "train/loss", "test/loss")
+    default = next((n for n in preferred if n in common),
+                   next(iter(everything), None))
+    curves: dict[str, dict[str, list[tuple[float, float | None]]]] = {}
+    for e in comparison.experiments:
+        if e.summary is None:
+            continue
+        points = ([(r.threat, r.radius, r.accuracy) for r in e.summary.robust_min]
+                  + [(r.attack, r.radius, r.accuracy) for r in e.summary.robust_accuracy])
+        for threat, radius, accuracy in points:
+            curves.setdefault(threat, {}).setdefault(e.id, []).append((radius, accuracy))
+    for per_exp in curves.values():
+        for pts in per_exp.values():
+            pts.sort()
+    ordered = dict(sorted(curves.items(), key=lambda kv: (not kv[0].startswith("min_"), kv[0])))
+    return ComparePage(comparison=comparison, labels=labels(exps), metric_names=everything,
+                       default_metric=default, radius_curves=ordered)

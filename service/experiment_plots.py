@@ -13,8 +13,8 @@ from lab.status import ACTIVE
 from lab.store.base import Experiment, MetricPoint, NotFound, Store
 
 PLOTS: dict[str, str] = {
-    "learning_curves": "Train/test loss; clean accuracy and robust accuracy per attack@radius "
-                       "over epochs.",
+    "learning_curves": "Over epochs, one panel per quantity: train/test loss; clean accuracy; "
+                       "robust accuracy (one colour per radius, one line style per attack).",
     "robust_vs_radius": "Robust accuracy at the last evaluation against the attack radius, one "
                         "line per attack (dashed: training set), clean accuracy for reference.",
     "correlations": "Per-feature correlation trajectories: robust vs non-robust per class "

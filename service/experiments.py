@@ -26,7 +26,7 @@ from lab.config import Settings
 from service.errors import Conflict, FieldError
 from service.limits import check_limits
 from service.schemas import (CorrelationsRead, EstimateRead, ExperimentPage, ExperimentRead,
-                             Links, MatrixRead, MetricsRead, Progress, Series, Submitted)
+                             ExperimentUpdate, Links, MatrixRead, MetricsRead, Progress, Series, Submitted)
 from service.spec_paths import spec_path_exists
 from lab.clock import utcnow
 from lab.status import TERMINAL
@@ -72,7 +72,7 @@ def to_read(exp: Experiment) -> ExperimentRead:
         started_at=exp.started_at, finished_at=exp.finished_at, heartbeat_at=exp.heartbeat_at,
         error=exp.error, summary=RunSummary.from_stored(exp.summary), retry_of=exp.retry_of,
         links=links(exp.id),
-        owner=exp.owner, priority=exp.priority, queue=exp.queue)
+        owner=exp.owner, priority=exp.priority, queue=exp.queue, notes=exp.notes)
 
 
 def submitted(exp: Experiment) -> Submitted:
@@ -91,11 +91,19 @@ def enqueue_after_commit(enqueue: Enqueue, exp: Experiment) -> None:
         log.exception("enqueue of experiment %s failed; left queued for the reaper", exp.id)
 
 
-def _create(store: Store, spec: ExperimentSpec, *, idempotency_key: str | None = None,
+def _resolve_and_admit(spec: ExperimentSpec, settings: Settings) -> ExperimentSpec:
+    """Check the size limits, resolve (once: the resolved spec is priced, hashed and stored as
+    is) and admit against its queue's limits; returns the resolved spec."""
+    check_limits(spec, settings)
+    resolved = admission.resolve(spec)
+    admission.admit(resolved, quotas.queue_for(resolved.device, settings), settings)
+    return resolved
+
+
+def _create(store: Store, resolved: ExperimentSpec, *, idempotency_key: str | None = None,
             retry_of: str | None = None, user: Principal = LOCAL, priority: int = 0,
             settings: Settings | None = None) -> tuple[Experiment, bool]:
     """Insert the resolved spec; with settings, within the user's quota (429 otherwise)."""
-    resolved = spec.resolve()
     resolved.advlab_version = ADVCORE_VERSION
     try:
         return store.create_experiment(
@@ -116,13 +124,12 @@ def submit(store: Store, settings: Settings, enqueue: Enqueue, spec: ExperimentS
     (job, created); created is False on a replay of this user's Idempotency-Key (nothing is
     enqueued again; other users' keys are invisible). Reusing a key for a different spec is a
     Conflict rather than a silent answer about another job."""
-    check_limits(spec, settings)
-    admission.admit(spec, quotas.queue_for(spec.device, settings), settings)
+    resolved = _resolve_and_admit(spec, settings)
     quotas.check_priority(user, priority, settings)
-    exp, created = _create(store, spec, idempotency_key=idempotency_key, user=user,
+    exp, created = _create(store, resolved, idempotency_key=idempotency_key, user=user,
                            priority=priority, settings=settings)
     if not created:
-        if exp.spec_hash != spec.spec_hash():
+        if exp.spec_hash != resolved.spec_hash():
             raise Conflict(f"Idempotency-Key {idempotency_key!r} was already used for experiment "
                            f"{exp.id} with a different spec")
         return exp, False
@@ -154,9 +161,10 @@ def retry(store: Store, enqueue: Enqueue, old: Experiment, *, user: Principal = 
         raise Conflict(f"the stored spec of {experiment_id} no longer validates; submit a "
                        f"corrected spec instead: {exc.errors()[0]['msg']}") from None
     if settings is not None:  # the limits may have changed since it was admitted
-        check_limits(spec, settings)
-        admission.admit(spec, quotas.queue_for(spec.device, settings), settings)
-    exp, _ = _create(store, spec, retry_of=old.id, user=user, priority=old.priority,
+        resolved = _resolve_and_admit(spec, settings)
+    else:
+        resolved = admission.resolve(spec)
+    exp, _ = _create(store, resolved, retry_of=old.id, user=user, priority=old.priority,
                      settings=settings)
     enqueue_after_commit(enqueue, exp)
     return exp
@@ -166,6 +174,15 @@ def cancel(store: Store, experiment_id: str) -> Experiment:
     """queued → canceled at once; running → cancel requested (the worker kills the job's
     process within about a second); a terminal job raises IllegalTransition (409)."""
     return store.request_cancel(experiment_id)
+
+
+def update(store: Store, exp: Experiment, change: ExperimentUpdate) -> ExperimentRead:
+    """New tags and/or notes (422 when the body names neither); tags keep their order, without
+    duplicates."""
+    if change.tags is None and change.notes is None:
+        raise FieldError(["body"], "give `tags`, `notes` or both", "missing")
+    tags = list(dict.fromkeys(change.tags)) if change.tags is not None else None
+    return to_read(store.update_experiment(exp.id, tags=tags, notes=change.notes))
 
 
 def delete(store: Store, exp: Experiment) -> None:

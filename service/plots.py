@@ -93,40 +93,66 @@ def _seeds_note(series: SeriesMap) -> str:
 # --------------------------------------------------------------------------- experiment plots
 
 
+ATTACK_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1)))  # single attacks; all attacks: solid
+
+
 def learning_curves(series: SeriesMap, *, title: str) -> "Figure":
-    """Left: train/test loss. Right: clean accuracy and robust accuracy per attack@radius."""
-    fig = new_figure(2)
-    ax_loss, ax_acc = fig.axes
-    for split, style in (("train", "-"), ("test", "--")):
-        if f"{split}/loss" in series:
-            draw_band(ax_loss, series[f"{split}/loss"].values(), label=f"{split} loss", style=style)
-        if f"{split}/clean_accuracy" in series:
-            draw_band(ax_acc, series[f"{split}/clean_accuracy"].values(),
-                      label=f"{split} clean", style=style, color="black" if split == "test" else "grey")
-        if f"fine/{split}/clean_accuracy" in series:  # the k-class task of a fine-label run
-            draw_band(ax_acc, series[f"fine/{split}/clean_accuracy"].values(),
-                      label=f"{split} clean, k-class", style=style, color="tab:brown")
+    """One panel per quantity, stacked: loss; clean accuracy; robust accuracy (test) — one
+    colour per radius (distinct hues), one line style per attack (solid: all attacks
+    together, min_*). Legends sit outside the axes, on the right; the robust panel's legend
+    lists radii and attacks once each instead of every combination."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
     robust: dict[str, list[tuple[float, str]]] = {}  # attack -> [(radius, name)]
     for name in series:
         m = ROBUST.match(name)
         if m and m["split"] == "test" and not m["prefix"]:
             robust.setdefault(m["attack"], []).append((float(m["radius"]), name))
-    for i, attack in enumerate(sorted(robust)):
-        cmap = _colormap(SEQUENTIAL[i % len(SEQUENTIAL)])
-        radii = sorted(robust[attack])
-        for j, (radius, name) in enumerate(radii):
-            shade = 0.4 + 0.55 * j / max(len(radii) - 1, 1)
-            draw_band(ax_acc, series[name].values(), label=f"{attack}@{radius:g}",
-                      color=cmap(shade), style=":" if i % 2 else "-.")
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy: clean, robust (test)",
-               ylim=(-0.02, 1.02))
+    rows = 3 if robust else 2
+    fig = Figure(figsize=(8.4, 2.6 * rows + 0.5), layout="constrained")
+    axes = fig.subplots(rows, 1, squeeze=False, sharex=True)[:, 0]
+    ax_loss, ax_acc = axes[0], axes[1]
+    tab10 = _colormap("tab10")
+    for i, split in enumerate(("train", "test")):
+        style = "-" if split == "train" else "--"
+        if f"{split}/loss" in series:
+            draw_band(ax_loss, series[f"{split}/loss"].values(), label=f"{split} loss",
+                      style=style, color=tab10(i))
+        if f"{split}/clean_accuracy" in series:
+            draw_band(ax_acc, series[f"{split}/clean_accuracy"].values(),
+                      label=f"{split} clean", style=style, color=tab10(i))
+        if f"fine/{split}/clean_accuracy" in series:  # the k-class task of a fine-label run
+            draw_band(ax_acc, series[f"fine/{split}/clean_accuracy"].values(),
+                      label=f"{split} clean, k-class", style=style, color=tab10(2))
+    ax_loss.set(ylabel="loss", title="loss")
     if any(v > 0 for per_seed in (series.get("train/loss") or {}).values() for _, v in per_seed):
         ax_loss.set_yscale("log")
-    _legend(ax_loss)
-    n_lines = len(ax_acc.get_lines())
-    _legend(ax_acc, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-            ncols=2 if n_lines > 14 else 1)
+    ax_acc.set(ylabel="accuracy", title="clean accuracy", ylim=(-0.02, 1.02))
+    _legend(ax_loss, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _legend(ax_acc, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if robust:
+        ax_rob = axes[2]
+        radii = sorted({r for items in robust.values() for r, _ in items})
+        palette = _colormap("tab10" if len(radii) <= 10 else "tab20")
+        colour = {r: palette(i % palette.N) for i, r in enumerate(radii)}
+        attacks = sorted(robust, key=lambda a: (not a.startswith("min_"), a))
+        singles = [a for a in attacks if not a.startswith("min_")]
+        dash = {a: "-" if a.startswith("min_") else ATTACK_STYLES[singles.index(a) %
+                                                                   len(ATTACK_STYLES)]
+                for a in attacks}
+        for attack in attacks:
+            for radius, name in sorted(robust[attack]):
+                draw_band(ax_rob, series[name].values(), label=f"{attack}@{radius:g}",
+                          color=colour[radius], style=dash[attack])
+        handles = [Line2D([], [], color=colour[r], lw=2) for r in radii]
+        labels = [f"radius {r:g}" for r in radii]
+        handles += [Line2D([], [], color="black", ls=dash[a], lw=1.4) for a in attacks]
+        labels += [a + (" (all attacks)" if a.startswith("min_") else "") for a in attacks]
+        ax_rob.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                      fontsize="small", ncols=2 if len(labels) > 14 else 1)
+        ax_rob.set(ylabel="accuracy", title="robust accuracy (test)", ylim=(-0.02, 1.02))
+    axes[-1].set_xlabel("epoch")
     _suptitle(fig, title + _seeds_note(series))
     return fig
 
@@ -208,18 +234,23 @@ def correlation_trajectories(series: SeriesMap, *, title: str,
 def cosine_heatmaps(matrices: Sequence[Mapping], *, title: str) -> "Figure":
     """Neuron × feature cosine matrices side by side (each: name, step, seed, values,
     row_labels, col_labels), diverging colours on [-1, 1], values written in small matrices."""
-    fig = new_figure(len(matrices), width=5.2, height=max(3.5, 0.28 * _rows(matrices) + 1.6))
+    height = min(MAX_HEATMAP_HEIGHT, max(3.5, 0.28 * _rows(matrices) + 1.6))
+    fig = new_figure(len(matrices), width=5.2, height=height)
     image = None
     for ax, m in zip(fig.axes, matrices):
         values = m["values"]
         image = ax.imshow(values, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto",
                           interpolation="nearest")
         rows, cols = len(values), len(values[0]) if values else 0
-        if m.get("col_labels") and cols <= 40:
-            ax.set_xticks(range(cols), m["col_labels"], rotation=90 if cols > 12 else 0,
-                          fontsize="small")
-        if m.get("row_labels") and rows <= 64:
-            ax.set_yticks(range(rows), m["row_labels"], fontsize="x-small" if rows > 24 else "small")
+        if m.get("col_labels"):
+            ticks = _thinned(cols, MAX_COL_LABELS)
+            ax.set_xticks(ticks, [m["col_labels"][i] for i in ticks],
+                          rotation=90 if len(ticks) > 12 else 0, fontsize="small")
+        if m.get("row_labels"):
+            # as many labels as fit the bounded height (about 0.17 in a label)
+            ticks = _thinned(rows, max(4, int((height - 1.6) / 0.17)))
+            ax.set_yticks(ticks, [m["row_labels"][i] for i in ticks],
+                          fontsize="x-small" if len(ticks) > 24 else "small")
         if rows * cols <= 200:
             for r, row in enumerate(values):
                 for c, v in enumerate(row):
@@ -231,6 +262,17 @@ def cosine_heatmaps(matrices: Sequence[Mapping], *, title: str) -> "Figure":
         fig.colorbar(image, ax=fig.axes, shrink=0.8, label="cosine")
     _suptitle(fig, title)
     return fig
+
+
+MAX_HEATMAP_HEIGHT = 7.0  # inches: a 50-row matrix stays one screen tall
+MAX_COL_LABELS = 24
+
+
+def _thinned(n: int, most: int) -> list[int]:
+    """Tick positions: all of 0..n-1 when they fit, else every k-th (k the smallest step that
+    keeps at most `most`), so labels never overlap."""
+    step = max(1, -(-n // max(most, 1)))
+    return list(range(0, n, step))
 
 
 def _suptitle(fig: "Figure", title: str) -> None:

@@ -5,9 +5,9 @@ domain objects by the service functions in service/experiments.py."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from advcore.spec import ExperimentSpec
 from advcore.summary import RunSummary
@@ -69,6 +69,23 @@ class ExperimentRead(BaseModel):
     owner: str | None = Field(None, description="User who submitted it (`local` with auth off).")
     priority: int = Field(0, description="Orders the owner's own jobs (higher first).")
     queue: str | None = Field(None, description="Worker queue it was routed to (by `device`).")
+    notes: str | None = Field(None, description="Free-text note (PATCH to edit).")
+
+
+Tag = Annotated[str, Field(min_length=1, max_length=64)]
+MAX_NOTES = 10_000
+
+
+class ExperimentUpdate(BaseModel):
+    """What may change after submission: the tags and the notes. The resolved spec (and its
+    hash) keep what was submitted; list filters and the dashboard use these fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tags: list[Tag] | None = Field(None, max_length=32,
+                                   description="Replaces every tag (same limits as the spec).")
+    notes: str | None = Field(None, max_length=MAX_NOTES,
+                              description="Replaces the note; an empty string clears it.")
 
 
 class ExperimentPage(BaseModel):

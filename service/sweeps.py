@@ -43,7 +43,7 @@ from advcore.stats import mean, sample_std
 from advcore.summary import RunSummary
 from lab.config import Settings
 from service.admission import (SWEEP_QUANTITIES, dominant_field, fmt, limits_for, price,
-                               queue_kind, refusals)
+                               queue_kind, refusals, resolve)
 from service.errors import Conflict, FieldError, LimitExceeded, OverEstimate, Refusal
 from service.experiments import LOCAL, Enqueue, enqueue_after_commit
 from service.limits import check_limits
@@ -207,12 +207,12 @@ def expand(req: SweepCreate, settings: Settings) -> list[Planned]:
             except ValidationError as exc:
                 raise _member_error(exc, point, index) from None
             check_limits(spec, settings)
-            queue = quotas.queue_for(spec.device, settings)
-            cost = price(spec)
+            resolved = resolve(spec)  # once: priced, hashed and stored as is
+            queue = quotas.queue_for(resolved.device, settings)
+            cost = price(resolved)
             refused = refusals(cost, limits_for(queue, settings))
             if refused:
                 raise OverEstimate([_in_request(r, point, index) for r in refused])
-            resolved = spec.resolve()
             resolved.advlab_version = ADVCORE_VERSION
             planned.append(Planned(NewSweepMember(
                 name=resolved.name, tags=list(resolved.tags),

@@ -35,6 +35,23 @@ class Template:
     def spec(self) -> dict[str, Any]:
         return json.loads((EXAMPLES / self.file).read_text())
 
+    def default_grid(self) -> dict[str, list[Any]]:
+        """The grid the submit page proposes: the template's own, else a comparison its spec
+        supports as it stands — standard vs adversarial only when it names an adversary
+        (adversarial training needs one), binary vs fine labels for cluster data, else the
+        width doubled."""
+        if self.sweep:
+            return self.sweep
+        spec = self.spec()
+        training, learner = spec.get("training", {}), spec.get("learner", {})
+        if training.get("adversary"):
+            return {"training.mode": ["standard", "adversarial"]}
+        if spec.get("data", {}).get("kind") == "multi_cluster":
+            return {"training.labels": ["binary", "fine"]}
+        if isinstance(learner.get("width"), int):
+            return {"learner.width": [learner["width"], 2 * learner["width"]]}
+        return {"seed": [0, 1]}
+
     def describe(self, with_spec: bool = True) -> dict[str, Any]:
         out = {"name": self.name, "title": self.title, "paper": self.paper, "shows": self.shows,
                "compare_with": list(self.compare_with), "sweep": self.sweep,

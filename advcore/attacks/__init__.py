@@ -65,10 +65,12 @@ def _threat(attack: AttackSpec, x: Tensor, radius: Tensor | float, feature_ndim:
 def _attack_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat: Threat, *,
                   direction: Tensor | None, generator: Generator,
                   clusters: Tensor | None = None, cluster_labels: Tensor | None = None,
-                  cluster_pairs: bool = False, evaluation: bool = False) -> tuple[Tensor, Tensor | None]:
+                  cluster_pairs: bool = False, evaluation: bool = False,
+                  ) -> tuple[Tensor | None, Tensor | None]:
     """The attack's perturbation (*lead, *F) within the threat's per-example radii, and its
     attacker score (*lead) when the attack computed one (None: the fixed-direction attack).
-    `evaluation`: only robustness counts (PGD and APGD stop on examples once broken)."""
+    `evaluation`: only robustness counts (PGD and APGD stop on examples once broken); untargeted
+    PGD and FGSM then return delta None, their scores being all that robust_accuracy reads."""
     feature_ndim, radius = threat.feature_ndim, threat.radius
     target = attack.target if attack.targeted else None
     if attack.kind in ("apgd", "autoattack"):
@@ -90,14 +92,15 @@ def _attack_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat
         if threat.box is not None:
             delta = (x + delta).clamp(*threat.box) - x
         return delta, None
+    scores_only = evaluation and target is None  # robust_accuracy reads the margins only
     if attack.kind == "fgsm":
         return fgsm(model, x, y, threat, loss=attack.loss, target=target,
-                    stop_broken=evaluation)
+                    stop_broken=evaluation, keep_delta=not scores_only)
     return run_pgd(model, x, y, threat, steps=attack.steps,
                    step_size=step_sizes(attack.step_size, radius, attack.steps),
                    restarts=attack.restarts, random_start=attack.random_start,
                    loss=attack.loss, target=target, generator=generator,
-                   stop_broken=evaluation)
+                   stop_broken=evaluation, keep_delta=not scores_only)
 
 
 def worst_direction(model: Model, x: Tensor, y: Tensor, directions: Tensor, threat: Threat,

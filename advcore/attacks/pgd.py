@@ -21,6 +21,13 @@ from advcore.cost import FLOAT, AttackContext, AttackCost, Factor
 
 Model = Callable[[Tensor], Tensor]
 
+# the early exit compacts the active batch once it would shrink to this fraction or less: each
+# compaction copies the inputs and iterates, so examples broken one by one stay (frozen) in the
+# batch until enough of them have gone
+COMPACT_BELOW = 0.75
+# on a CPU the examples are attacked in parts of at most this many input elements (all seeds)
+CACHE_ELEMENTS = 2**21
+
 
 @dataclass
 class Threat:
@@ -93,6 +100,18 @@ def _gather(value: Tensor | float, order: Tensor, dim: int) -> Tensor | float:
     return value.gather(dim, index.expand(*order.shape, *value.shape[dim + 1:]))
 
 
+def _cache_sized(order: Tensor, x: Tensor, dim: int) -> list[Tensor]:
+    """`order` (*B, K) of S > 1 batched seeds cut along K into parts whose inputs, over all
+    seeds, hold at most CACHE_ELEMENTS on a CPU (one part elsewhere). Every activation of a
+    batched-seed forward grows with S x K: past the caches, S seeds batched ran slower than
+    S runs one by one (benchmarks/seeds_bench.py)."""
+    if x.device.type != "cpu" or dim == 0 or x.shape[:dim].numel() == 1:
+        return [order]  # one seed: its batched matmuls already run near the peak whole
+    per_example = x.shape[:dim].numel() * x.shape[dim + 1:].numel()
+    size = max(1, CACHE_ELEMENTS // max(per_example, 1))
+    return list(order.split(size, dim=-1)) if order.shape[-1] > size else [order]
+
+
 def _unbroken_first(best: Tensor) -> Tensor | None:
     """Per row of the seed dims, the example indices with the unbroken (score > 0) first, cut to
     the largest unbroken count over rows (*B, K); None when nothing is left to attack."""
@@ -106,9 +125,12 @@ def _unbroken_first(best: Tensor) -> Tensor | None:
 def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
             step_size: Tensor | float, restarts: int = 1, random_start: bool = True,
             loss: str = "margin", target: int | None = None,
-            generator: Generator = None, stop_broken: bool = False) -> tuple[Tensor, Tensor]:
+            generator: Generator = None, stop_broken: bool = False,
+            keep_delta: bool = True) -> tuple[Tensor | None, Tensor]:
     """Maximise the attack loss over the threat set; returns (delta, score) of each example's
     worst case: delta (*lead, *F), score (*lead) = attacker_score (lower = more successful).
+    `keep_delta=False` (an evaluation that only needs the scores) skips the worst-iterate
+    bookkeeping, two input-sized copies per step, and returns delta None.
 
     x (*lead, *F); y (*lead) (binary +-1 float or long classes); step_size per example (*lead)
     or a float. Gradients are taken w.r.t. the perturbation only (model parameters untouched).
@@ -117,15 +139,16 @@ def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
     restart adds one forward for its last iterate. `stop_broken` (evaluation, untargeted): an
     example whose score reaches <= 0 is broken for good (its worst case only falls), so it
     keeps that worst case and stops. Each row of the seed dims keeps its unbroken examples in
-    front and the batch shrinks to the largest unbroken count over rows (the others' broken
-    examples fill their rows, frozen); later restarts start from the unbroken ones only.
+    front and the batch shrinks (by a quarter or more at a time) to the largest unbroken count
+    over rows (the others' broken examples fill their rows, frozen); later restarts start from
+    the unbroken ones only.
     Random starts are drawn for every example, so S batched seeds draw what S runs draw.
     """
     x = x.detach()
     n_batch = y.dim() - 1
     stop = stop_broken and target is None
     score_is_loss = loss == "margin" and target is None  # attack_loss = -margin = -score
-    best_delta = torch.zeros_like(x)
+    best_x = x.clone() if keep_delta else None  # each example's worst iterate (delta 0 at first)
     best_score = torch.full(y.shape, float("inf"), dtype=x.dtype, device=x.device)
     step = bcast(step_size, x)
     for _ in range(restarts if random_start else 1):
@@ -134,41 +157,45 @@ def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
             torch.arange(y.shape[-1], device=x.device).expand(y.shape)
         if order is None:
             break
-        sub = _Active(x, y, threat, step, best_score, order, n_batch)
-        x_adv = sub.x.clone() if start is None else sub.x + _gather(start, order, n_batch)
-        for t in range(steps + 1):
-            last = t == steps
-            with torch.set_grad_enabled(not last):
-                x_adv.requires_grad_(not last)
-                logits = model(x_adv)
-                if not last:
-                    objective = attack_loss(logits, sub.y, loss, target)
-                    grad = _input_gradient(objective.sum(), x_adv)
-            with torch.no_grad():
-                x_adv = x_adv.detach()
-                score = -objective.detach() if score_is_loss and not last else \
-                    attacker_score(logits.detach(), sub.y, target)
-                better = score < sub.best  # (*lead) of the active batch
-                if stop:
-                    better &= sub.best > 0  # broken examples are frozen
-                sub.best = torch.where(better, score, sub.best)
-                rows = better.nonzero(as_tuple=True)  # only improved rows are written
-                if rows[0].numel():
-                    full = (*rows[:-1], sub.order[rows])
-                    best_score[full] = score[rows]
-                    best_delta[full] = x_adv[rows] - sub.x[rows]
-                if last:
-                    break
-                x_adv = sub.threat.advance(sub.x, x_adv, grad, sub.step)
-                if stop:
-                    unbroken = (sub.best > 0).sum(-1).max()
-                    if int(unbroken) < sub.best.shape[-1]:
-                        kept = _unbroken_first(sub.best)
-                        if kept is None:
+        for part in _cache_sized(order, x, n_batch):  # examples are attacked independently
+            sub = _Active(x, y, threat, step, best_score, part, n_batch)
+            x_adv = sub.x.clone() if start is None else sub.x + _gather(start, part, n_batch)
+            for t in range(steps + 1):
+                last = t == steps
+                with torch.set_grad_enabled(not last):
+                    x_adv.requires_grad_(not last)
+                    logits = model(x_adv)
+                    if not last:
+                        objective = attack_loss(logits, sub.y, loss, target)
+                        grad = _input_gradient(objective.sum(), x_adv)
+                with torch.no_grad():
+                    x_adv = x_adv.detach()
+                    score = -objective.detach() if score_is_loss and not last else \
+                        attacker_score(logits.detach(), sub.y, target)
+                    better = score < sub.best  # (*lead) of the active batch
+                    if stop:
+                        better &= sub.best > 0  # broken examples are frozen
+                    sub.best = torch.where(better, score, sub.best)
+                    rows = better.nonzero(as_tuple=True)  # only improved rows are written
+                    if rows[0].numel():
+                        full = (*rows[:-1], sub.order[rows])
+                        best_score[full] = score[rows]
+                        if keep_delta and sub.full and rows[0].numel() == better.numel():
+                            best_x.copy_(x_adv)  # every example improved: one contiguous copy
+                        elif keep_delta:
+                            best_x[full] = x_adv[rows]
+                    if last:
+                        break
+                    x_adv = sub.threat.advance(sub.x, x_adv, grad, sub.step)
+                    if stop:
+                        unbroken = int((sub.best > 0).sum(-1).max())
+                        if unbroken == 0:
                             break
-                        sub = sub.select(kept)
-                        x_adv = _gather(x_adv, kept, n_batch)
-    return best_delta, best_score
+                        if unbroken <= COMPACT_BELOW * sub.best.shape[-1]:
+                            kept = _unbroken_first(sub.best)
+                            sub = sub.select(kept)
+                            x_adv = _gather(x_adv, kept, n_batch)
+    return (best_x.sub_(x) if keep_delta else None), best_score
 
 
 class _Active:
@@ -179,6 +206,7 @@ class _Active:
         self.dim, self.order = dim, order
         n = y.shape[-1]
         full = order.shape[-1] == n and bool((order == torch.arange(n, device=order.device)).all())
+        self.full = full  # the whole batch in its own order
         self._set(x, y, threat, step, best, (lambda v: v) if full else
                   (lambda v: _gather(v, order, dim)))
 
@@ -190,7 +218,7 @@ class _Active:
     def select(self, kept: Tensor) -> "_Active":
         """The sub-batch at per-row positions `kept` (*B, K') of this one."""
         out = object.__new__(_Active)
-        out.dim, out.order = self.dim, self.order.gather(-1, kept)
+        out.dim, out.order, out.full = self.dim, self.order.gather(-1, kept), False
         out._set(self.x, self.y, self.threat, self.step, self.best,
                  lambda v: _gather(v, kept, self.dim))
         return out
@@ -206,10 +234,11 @@ def _input_gradient(objective: Tensor, delta: Tensor) -> Tensor:
 
 
 def fgsm(model: Model, x: Tensor, y: Tensor, threat: Threat, *, loss: str = "margin",
-         target: int | None = None, stop_broken: bool = False) -> tuple[Tensor, Tensor]:
+         target: int | None = None, stop_broken: bool = False,
+         keep_delta: bool = True) -> tuple[Tensor | None, Tensor]:
     """One steepest-ascent step of the full radius from the clean point (no random start)."""
     return run_pgd(model, x, y, threat, steps=1, step_size=threat.radius, random_start=False,
-                   loss=loss, target=target, stop_broken=stop_broken)
+                   loss=loss, target=target, stop_broken=stop_broken, keep_delta=keep_delta)
 
 
 def step_sizes(step_size: str | float, radius: Tensor | float, steps: int) -> Tensor | float:

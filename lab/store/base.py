@@ -67,6 +67,7 @@ class Experiment:
     owner: str | None = None  # user name ("local" with auth off); None before migration 0003
     priority: int = 0  # orders the owner's own jobs in the fair claim (higher first)
     queue: str | None = None  # Celery queue it was routed to (by spec.device)
+    notes: str | None = None  # free text, editable after submission (migration 0005)
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def delete_experiment(self, experiment_id: str) -> None:
         """Delete the experiment and all its metrics and matrices. Raises NotFound."""
+
+    @abc.abstractmethod
+    def update_experiment(self, experiment_id: str, *, tags: list[str] | None = None,
+                          notes: str | None = None) -> Experiment:
+        """Replace the tags and/or the notes (None: leave as is; "" clears the notes) in any
+        status, and return the experiment. The resolved spec keeps what was submitted.
+        Raises NotFound."""
 
     @abc.abstractmethod
     def request_cancel(self, experiment_id: str) -> Experiment:

@@ -96,6 +96,7 @@ class ExperimentRow(Base):
     owner: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     priority: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     queue: Mapped[str | None] = mapped_column(sa.String(64))
+    notes: Mapped[str | None] = mapped_column(sa.Text)  # migration 0005: editable free text
 
     __table_args__ = (
         # keyset pagination walks (created_at, id)
@@ -107,17 +108,23 @@ class ExperimentRow(Base):
     )
 
 
-class MetricPointRow(Base):
-    __tablename__ = "metric_points"
+class StepRecord:
+    """The columns a metric point and a matrix share, first in their tables: a surrogate id, the
+    experiment and attempt that wrote it, and the (name, seed, step) it is of."""
 
     id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-                                    primary_key=True, autoincrement=True)
+                                    primary_key=True, autoincrement=True, sort_order=-1)
     experiment_id: Mapped[str] = mapped_column(
-        sa.String(32), sa.ForeignKey("experiments.id", ondelete="CASCADE"))
-    attempt: Mapped[int] = mapped_column(sa.Integer)
-    name: Mapped[str] = mapped_column(sa.String(200))
-    seed: Mapped[int] = mapped_column(sa.Integer)
-    step: Mapped[int] = mapped_column(sa.Integer)
+        sa.String(32), sa.ForeignKey("experiments.id", ondelete="CASCADE"), sort_order=-1)
+    attempt: Mapped[int] = mapped_column(sa.Integer, sort_order=-1)
+    name: Mapped[str] = mapped_column(sa.String(200), sort_order=-1)
+    seed: Mapped[int] = mapped_column(sa.Integer, sort_order=-1)
+    step: Mapped[int] = mapped_column(sa.Integer, sort_order=-1)
+
+
+class MetricPointRow(StepRecord, Base):
+    __tablename__ = "metric_points"
+
     value: Mapped[float | None] = mapped_column(sa.Float)  # NULL: NaN (SQLite has no NaN)
 
     __table_args__ = (
@@ -162,17 +169,9 @@ class MetricBlockRow(Base):
     hi_value: Mapped[float | None] = mapped_column(sa.Float)
 
 
-class MatrixRow(Base):
+class MatrixRow(StepRecord, Base):
     __tablename__ = "correlation_matrices"
 
-    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-                                    primary_key=True, autoincrement=True)
-    experiment_id: Mapped[str] = mapped_column(
-        sa.String(32), sa.ForeignKey("experiments.id", ondelete="CASCADE"))
-    attempt: Mapped[int] = mapped_column(sa.Integer)
-    name: Mapped[str] = mapped_column(sa.String(200))
-    seed: Mapped[int] = mapped_column(sa.Integer)
-    step: Mapped[int] = mapped_column(sa.Integer)
     rows: Mapped[int] = mapped_column(sa.Integer)
     cols: Mapped[int] = mapped_column(sa.Integer)
     values: Mapped[bytes] = mapped_column(sa.LargeBinary)  # float32, row-major

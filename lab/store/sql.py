@@ -98,6 +98,16 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # mixins: users.py, swe
         row = session.execute(stmt).one_or_none()
         return None if row is None else _to_experiment(row)
 
+    def _end_attempt(self, experiment_id: str, attempt: int, values: dict[str, Any]) -> Experiment:
+        """Apply `values` only while `attempt` is the running attempt (finish, requeue: the
+        conditional UPDATE that fences a stale worker out); StaleAttempt otherwise."""
+        with self.sessions.write() as s:
+            exp = self._update_returning(
+                s, experiment_id, [E.c.attempts == attempt, E.c.status == "running"], values)
+        if exp is None:
+            raise StaleAttempt(f"{experiment_id}: attempt {attempt} is not the running attempt")
+        return exp
+
     def _lock_attempt(self, session: Session, experiment_id: str, attempt: int) -> None:
         """Raise StaleAttempt unless `attempt` is the running attempt; hold the row until commit."""
         query = sa.select(E.c.attempts, E.c.status).where(E.c.id == experiment_id)
@@ -169,6 +179,21 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # mixins: users.py, swe
                 s.execute(sa.delete(child).where(child.c.experiment_id == experiment_id))
             if s.execute(sa.delete(E).where(E.c.id == experiment_id)).rowcount == 0:
                 raise NotFound(experiment_id)
+
+    def update_experiment(self, experiment_id: str, *, tags: list[str] | None = None,
+                          notes: str | None = None) -> Experiment:
+        values: dict[str, Any] = {}
+        if tags is not None:
+            values["tags"] = list(tags)
+        if notes is not None:
+            values["notes"] = notes or None
+        with self.sessions.write() as s:
+            if not values:
+                return self._get(s, experiment_id)  # raises NotFound
+            exp = self._update_returning(s, experiment_id, [], values)
+            if exp is None:
+                raise NotFound(experiment_id)
+            return exp
 
     def request_cancel(self, experiment_id: str) -> Experiment:
         with self.sessions.write() as s:
@@ -264,12 +289,7 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # mixins: users.py, swe
                                       finished_at=utcnow())
         if status == "succeeded":
             values["step"] = E.c.total_steps
-        with self.sessions.write() as s:
-            exp = self._update_returning(
-                s, experiment_id, [E.c.attempts == attempt, E.c.status == "running"], values)
-        if exp is None:
-            raise StaleAttempt(f"{experiment_id}: attempt {attempt} is not the running attempt")
-        return exp
+        return self._end_attempt(experiment_id, attempt, values)
 
     def stale_running(self, older_than_s: float) -> list[Experiment]:
         cutoff = utcnow() - timedelta(seconds=older_than_s)
@@ -291,12 +311,7 @@ class SqlStore(UserStoreMixin, SweepStoreMixin, Store):  # mixins: users.py, swe
             finished_at=sa.case((terminal, sa.literal(utcnow(), UtcDateTime())), else_=None),
             worker=None, heartbeat_at=None,
         )
-        with self.sessions.write() as s:
-            exp = self._update_returning(
-                s, experiment_id, [E.c.attempts == attempt, E.c.status == "running"], values)
-        if exp is None:
-            raise StaleAttempt(f"{experiment_id}: attempt {attempt} is no longer running")
-        return exp
+        return self._end_attempt(experiment_id, attempt, values)
 
     # ------------------------------------------------------------------ reads
 

@@ -109,3 +109,23 @@ def test_fgsm_early_exit_equals_the_full_attack():
     early, _, full, _ = both(model, x, y, spec, 1, 45)
     assert torch.equal(early.accuracy, full.accuracy)
     assert 0 < early.accuracy[-1] < early.accuracy[0] < 1
+
+
+@pytest.mark.parametrize("early", [True, False])
+def test_cache_sized_parts_change_nothing(monkeypatch, early):
+    """Batched seeds on a CPU are attacked in parts of the example dim: with parts of a few
+    examples the accuracies and margins are those of one whole batch (random starts drawn once
+    for all)."""
+    import advcore.attacks.pgd as pgd
+
+    x, y, w, b = linear_problem(41, n=200, d=20, s=3)
+    spec = AttackSpec(kind="pgd", norm="l2", radii=[0.0, 0.5, 1.0], steps=10, restarts=2)
+    model = linear_model(w, b)
+    whole = robust_accuracy(model, x, y, spec, feature_ndim=1, early_exit=early,
+                            generator=[gen(1), gen(2), gen(3)])
+    monkeypatch.setattr(pgd, "CACHE_ELEMENTS", 3 * 20 * 7)  # parts of 7 examples
+    parts = robust_accuracy(model, x, y, spec, feature_ndim=1, early_exit=early,
+                            generator=[gen(1), gen(2), gen(3)])
+    assert torch.equal(parts.accuracy, whole.accuracy)
+    assert torch.allclose(parts.margins, whole.margins, atol=1e-5)
+    assert 0.0 < float(whole.accuracy[-1].mean()) < float(whole.accuracy[0].mean())

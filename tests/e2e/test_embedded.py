@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.poll import poll
 from tests.e2e.checks import assert_full_run_results
 from devtools.stack import REPO, Stack, free_port, launch_stack, tiny_spec
 
@@ -99,13 +99,8 @@ def test_advlab_serve_runs_api_and_worker_and_sigint_stops_all_handing_the_job_b
                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         stack = Stack(root=tmp_path, env=env, base_url=f"http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(stack.base_url + "/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+        poll(lambda: httpx.get(stack.base_url + "/v1/health", timeout=2).status_code == 200,
+             timeout=90, every=0.3, ignore=httpx.HTTPError)
         experiment_id = stack.submit(tiny_spec(name="served", epochs=100_000, every=10_000))
         stack.wait_for(experiment_id, {"running"}, timeout=90,
                        until=lambda b: b["progress"]["step"] > 0)

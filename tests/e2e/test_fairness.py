@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from datetime import datetime
 
 import httpx
 import pytest
 
+from devtools.poll import poll
 from devtools.services import throwaway_pg_database
 from devtools.stack import REPO, TERMINAL, launch_stack, tiny_spec
 
@@ -60,9 +60,8 @@ def test_a_single_job_of_user_b_starts_before_the_tenth_of_user_as_flood(tmp_pat
             assert response.status_code == 200
             return response.json()
 
-        deadline = time.monotonic() + 180
-        while (b := read(single))["status"] not in TERMINAL and time.monotonic() < deadline:
-            time.sleep(0.3)
+        b = poll(lambda: read(single), lambda b: b["status"] in TERMINAL, timeout=180,
+                 every=0.3, message=lambda _: stack.log_text()[-4000:])
         assert b["status"] == "succeeded", (b, stack.log_text()[-4000:])
         assert b["owner"] == "bob"
         b_started = datetime.fromisoformat(b["started_at"])

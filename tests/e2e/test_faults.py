@@ -28,6 +28,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from devtools.poll import poll
 from devtools.services import throwaway_pg_database
 from tests.conftest import IN_CI
 from tests.e2e.checks import assert_points_complete
@@ -68,14 +69,8 @@ class PrivateRedis:
             stdout=self._log, stderr=subprocess.STDOUT)
         import redis
 
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if redis.Redis(port=self.port, socket_timeout=1).ping():
-                    return
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise RuntimeError("private redis-server did not come up")
+        poll(lambda: redis.Redis(port=self.port, socket_timeout=1).ping(), timeout=20,
+             every=0.05, ignore=redis.RedisError, message="private redis-server did not come up")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

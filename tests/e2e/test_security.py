@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from service.auth import generate_token
+from devtools.poll import poll
 from devtools.services import throwaway_pg_database
-from devtools.stack import Stack, add_users, launch_stack, tiny_spec
+from devtools.stack import TERMINAL, Stack, add_users, launch_stack, tiny_spec
 
 USERS = ("alice", "bob")
 
@@ -184,7 +185,6 @@ def test_concurrent_sweeps_are_admitted_whole_or_refused_whole(quota_lab):
 
 def test_a_failing_jobs_error_shows_type_and_message_but_no_path_and_the_log_has_them(lab):
     import re
-    import time
 
     stack, headers = lab
     empty = stack.root / "no-datasets-here"
@@ -194,12 +194,9 @@ def test_a_failing_jobs_error_shows_type_and_message_but_no_path_and_the_log_has
             "learner": {"kind": "mlp"}}
     with stack.client() as client:
         eid = client.post("/v1/experiments", json=spec, headers=headers["alice"]).json()["id"]
-        deadline, body = time.monotonic() + 180, {}
-        while time.monotonic() < deadline:
-            body = client.get(f"/v1/experiments/{eid}", headers=headers["bob"]).json()
-            if body["status"] in ("succeeded", "failed", "canceled"):
-                break
-            time.sleep(0.5)
+        body = poll(lambda: client.get(f"/v1/experiments/{eid}", headers=headers["bob"]).json(),
+                    lambda body: body["status"] in TERMINAL, timeout=180, every=0.5,
+                    message=lambda _: stack.log_text("failing-worker")[-3000:])
     assert body["status"] == "failed", stack.log_text("failing-worker")[-3000:]
     error = body["error"]
     assert error.startswith("FileNotFoundError: data set 'mnist' not found")

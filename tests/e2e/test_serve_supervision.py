@@ -8,12 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
-import pytest
 
+from devtools.poll import poll
 from devtools.stack import REPO, free_port
 
 
@@ -44,16 +43,11 @@ def _api_pid(serve_pid: int) -> int | None:
 
 
 def _wait_healthy(url: str, timeout: float, serve: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         assert serve.poll() is None, "advlab serve exited"
-        try:
-            if httpx.get(url + "/v1/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"{url} not healthy after {timeout}s")
+        return httpx.get(url + "/v1/health", timeout=2).status_code == 200
+
+    poll(healthy, timeout=timeout, every=0.3, ignore=httpx.HTTPError, message=f"{url} not healthy")
 
 
 def test_a_killed_api_is_restarted_and_one_that_cannot_restart_stops_serve_non_zero(tmp_path):
@@ -81,14 +75,10 @@ def test_a_killed_api_is_restarted_and_one_that_cannot_restart_stops_serve_non_z
         os.kill(second, signal.SIGKILL)  # and now its port is taken: every restart fails
         blocker = socket.socket()
         blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAITs, not a listener
-        deadline = time.monotonic() + 5  # the killed API's socket closes when it has exited
-        while True:  # (a new API needs seconds of imports before it binds: we are first)
-            try:
-                blocker.bind(("127.0.0.1", port))
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the killed API kept its port"
-                time.sleep(0.01)
+        # the killed API's socket closes when it has exited (a new API needs seconds of
+        # imports before it binds: we are first)
+        poll(lambda: blocker.bind(("127.0.0.1", port)) is None, timeout=5, every=0.01,
+             ignore=OSError, message="the killed API kept its port")
         blocker.listen()
         code = serve.wait(timeout=240)  # polling deadline: 5 young deaths with back-off
         assert code != 0

@@ -5,10 +5,10 @@ job and give the same numbers as one job per seed."""
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
+from devtools.poll import poll
 from devtools.stack import launch_stack, tiny_spec
 
 SEEDS = [0, 1, 2]
@@ -30,16 +30,12 @@ def base_spec() -> dict:
 
 
 def wait_for_sweep(stack, sweep_id: str, timeout: float = 150) -> dict:
-    deadline = time.monotonic() + timeout
-    body: dict = {}
     with stack.client() as client:
-        while time.monotonic() < deadline:
-            body = client.get(f"/v1/sweeps/{sweep_id}").json()
-            if body["status"] in TERMINAL:
-                return body
-            time.sleep(0.3)
-    pytest.fail(f"sweep {sweep_id} still {body.get('status')} {body.get('counts')} after "
-                f"{timeout}s:\n{stack.log_text()[-6000:]}")
+        return poll(lambda: client.get(f"/v1/sweeps/{sweep_id}").json(),
+                    lambda body: body["status"] in TERMINAL, timeout=timeout, every=0.3,
+                    message=lambda body: f"sweep {sweep_id} still {(body or {}).get('status')} "
+                                         f"{(body or {}).get('counts')}:\n"
+                                         f"{stack.log_text()[-6000:]}")
 
 
 def post(stack, body: dict) -> dict:

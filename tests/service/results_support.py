@@ -6,7 +6,6 @@ no Celery, nothing mocked). Tiny specs: each run takes well under a second."""
 from __future__ import annotations
 
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,21 +13,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from client.overrides import set_path
+from devtools.measured import single_thread
 from lab.config import Settings
-
-
-@contextmanager
-def one_torch_thread():
-    """Two cores shared by the whole suite: torch's default thread pool oversubscribes them
-    (a 4 s run took 19 s), so in-process training uses one thread, restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def cluster_spec(**changes: Any) -> dict[str, Any]:
@@ -90,6 +76,6 @@ def open_results(root: Path):
     settings = Settings(home=home, database_url=f"sqlite:///{home / 'advlab.db'}",
                         broker_url="filesystem://", device="cpu")
     upgrade("head", settings.resolved_database_url)
-    with TestClient(create_app(settings)) as client, one_torch_thread():
+    with TestClient(create_app(settings)) as client, single_thread():
         yield Results(client=client, settings=settings)
 

@@ -267,3 +267,21 @@ def test_a_spec_the_cost_model_cannot_price_is_a_422_not_a_500():
     with pytest.raises(FieldError) as info:
         price(spec)
     assert info.value.loc == ["body"] and "cannot be priced" in info.value.msg
+
+
+def test_a_submit_and_each_sweep_member_are_resolved_once(make_api, monkeypatch):
+    """Resolved once, a spec is priced, hashed and stored as it is."""
+    from advcore.spec import ExperimentSpec
+
+    api = make_api()
+    calls = []
+    resolve = ExperimentSpec.resolve
+    monkeypatch.setattr(ExperimentSpec, "resolve", lambda self: calls.append(1) or resolve(self))
+    r = api.client.post("/v1/sweeps?dry_run=true", json={
+        "base": spec(), "grid": {"learner.width": [8, 16, 32]}, "seeds": [0, 1],
+        "seed_mode": "separate"})
+    assert r.status_code == 200 and r.json()["n_members"] == 6
+    assert len(calls) == 6
+    calls.clear()
+    assert api.client.post("/v1/experiments", json=spec()).status_code == 202
+    assert len(calls) == 1 and api.rows() == 1

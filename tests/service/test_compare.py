@@ -120,3 +120,21 @@ def test_compare_plot_endpoint_renders_a_metric_and_409s_missing_data(results):
     assert none.status_code == 409
     ghost = results.client.get("/v1/compare/plots/robust_vs_radius.png", params={"ids": "ghost"})
     assert ghost.status_code == 404
+
+
+def test_the_client_fetches_overlay_and_experiment_plots_and_exports(results, tmp_path):
+    """The client's handles on the same app in-process: images by suffix (png default) and
+    tables written where asked."""
+    from client.api import Client
+
+    client = Client("http://testserver", retries=0)
+    client._http = results.client  # the TestClient is an httpx.Client on the real app
+    ids = [results.ids["binary"], results.ids["fine"]]
+    png = client.compare_plot(ids, "test/clean_accuracy", tmp_path / "overlay.png")
+    assert png.startswith(b"\x89PNG") and (tmp_path / "overlay.png").read_bytes() == png
+    assert b"<svg" in client.compare_plot(ids, "robust_vs_radius", fmt="svg", seed=0)[:2000]
+    exp = client.experiment(ids[0])
+    assert repr(exp) == f"Experiment({ids[0]!r})" and exp.status == "succeeded"
+    assert exp.plot("learning_curves").startswith(b"\x89PNG")
+    table = exp.export(tmp_path / "series.csv").read_text()
+    assert table.startswith("experiment_id,name,seed,step,value")

@@ -5,10 +5,13 @@ real Chromium."""
 
 from __future__ import annotations
 
+import html as html_lib
+import json
 import re
 
 import pytest
 
+from service.templates import TEMPLATES
 from tests.service.api_support import SMALL_SPEC, run_fake_worker, spec
 
 
@@ -107,3 +110,89 @@ def test_static_files_are_served_with_their_type_and_nothing_else_is(api):
     assert api.client.get("/static/app.css").headers["content-type"].startswith("text/css")
     assert api.client.get("/static/..%2Fapi%2Froutes%2Fdashboard.py").status_code == 404
     assert api.client.get("/static/missing.js").status_code == 404
+    vendored = api.client.get("/static/vendor/uplot.iife.min.js")
+    assert vendored.status_code == 200 and "uPlot" in vendored.text
+    assert api.client.get("/static/vendor%2F..%2Fapp.js").status_code == 404
+    icon = api.client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+    assert icon.content[:4] == b"\x00\x00\x01\x00"  # an ICO header
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_the_submit_pages_default_sweep_is_accepted_for_every_template(api, name):
+    html = assert_secure_html(api.client.get(f"/submit?template={name}"))
+    spec_json = html_lib.unescape(re.search(r'<textarea id="spec"[^>]*>(.*?)</textarea>', html,
+                                            re.S).group(1))
+    grid = json.loads(html_lib.unescape(re.search(r'<input id="grid"[^>]*value="([^"]*)"',
+                                                  html).group(1)))
+    r = api.client.post("/v1/sweeps?dry_run=true", json={
+        "name": "form default", "base": json.loads(spec_json), "grid": grid, "seeds": [0, 1, 2],
+        "seed_mode": "batched"})
+    assert r.status_code == 200, (name, grid, r.text[:500])
+
+
+def _row_ids(html: str) -> list[str]:
+    return re.findall(r'<tr class="exp-row" data-id="(\w+)"', html)
+
+
+def test_the_table_pages_through_every_experiment_newest_first(api):
+    ids = [submit(api, spec(name=f"run{i}")) for i in range(30)]
+    first = assert_secure_html(api.client.get("/", params={"limit": 25}))
+    assert _row_ids(first) == ids[::-1][:25]
+    older = re.search(r'id="page-next" href="([^"]+)"', first).group(1)
+    second = assert_secure_html(api.client.get(html_lib.unescape(older)))
+    assert _row_ids(second) == ids[::-1][25:] and 'id="page-next"' not in second
+    assert 'id="page-first"' in second
+    # an in-memory sort pages by number
+    by_name = assert_secure_html(api.client.get("/", params={"sort": "name", "limit": 25,
+                                                              "page": 2}))
+    assert len(_row_ids(by_name)) == 5 and 'id="page-prev"' in by_name
+
+
+def test_chosen_columns_show_spec_fields_and_summary_values(api):
+    eid = submit(api, spec(**{"learner.width": 12}))
+    run_fake_worker(api.store, eid)
+    api.client.patch(f"/v1/experiments/{eid}", json={"notes": "<b>note</b>"})
+    html = assert_secure_html(api.client.get("/", params={
+        "col": ["spec.learner.width", "train_accuracy", "notes", "spec.no.such", "bogus"]}))
+    row = re.search(r'<tr class="exp-row" data-id="' + eid + r'".*?</tr>', html, re.S).group(0)
+    assert re.search(r'data-col="spec.learner.width"[^>]*>12<', row)
+    assert re.search(r'data-col="train_accuracy"[^>]*>100.0%<', row)
+    assert "&lt;b&gt;note&lt;/b&gt;" in row  # escaped
+    assert re.search(r'data-col="spec.no.such"[^>]*>–<', row)
+    assert 'data-col="bogus"' not in html
+
+
+def test_robust_accuracy_at_the_smallest_largest_or_a_named_radius():
+    from advcore.summary import RunSummary
+    from service.table_view import radius_choices, robust_at
+
+    summary = RunSummary.model_validate({
+        "clean_accuracy": {"train": 1.0, "test": 0.9},
+        "robust_min": [{"threat": "min_l2", "norm": "l2", "radius": r, "accuracy": a,
+                        "attacks": ["pgd_l2"], "lowest": "pgd_l2"} for r, a in ((2.0, 0.7), (0.0, 0.9), (8.0, 0.0))]})
+    assert robust_at(summary, "smallest") == ("min_l2@2", 0.7)  # smallest positive radius
+    assert robust_at(summary, "largest") == ("min_l2@8", 0.0)
+    assert robust_at(summary, "min_l2@0") == ("min_l2@0", 0.9)
+    assert robust_at(summary, "min_l2@5") == ("", None)
+    assert robust_at(None, "smallest") == ("", None)
+
+    class Row:  # what radius_choices reads
+        def __init__(self, summary):
+            self.summary = summary
+    assert list(radius_choices([Row(summary), Row(None)])) == [
+        "smallest", "largest", "min_l2@0", "min_l2@2", "min_l2@8"]
+
+
+def test_compare_page_lists_the_runs_their_differences_and_the_metrics_to_overlay(api):
+    a, b = submit(api, spec(**{"learner.width": 4})), submit(api, spec(**{"learner.width": 8}))
+    for eid in (a, b):
+        run_fake_worker(api.store, eid)
+    html = assert_secure_html(api.client.get("/compare", params={"ids": f"{a},{b}"}))
+    assert 'data-ids="' + a + "," + b + '"' in html
+    assert "learner.width" in html and "<option selected>test/clean_accuracy</option>" in html
+    labels = json.loads(html_lib.unescape(re.search(r'data-labels="([^"]+)"', html).group(1)))
+    assert set(labels) == {a, b} and "width=4" in labels[a]
+    assert '<script src="/static/vendor/uplot.iife.min.js" defer></script>' in html
+    assert api.client.get("/compare", params={"ids": "nope"}).status_code == 404
+    assert api.client.get("/compare").status_code == 422

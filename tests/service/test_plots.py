@@ -142,3 +142,44 @@ def test_sweep_band_plot_draws_one_band_per_group():
     assert _labels(fig) == {"mode=standard (n=2)", "mode=adversarial (n=1)"}
     assert len(fig.axes[0].collections) == 1  # a band only where there is more than one run
     assert plots.sweep_band_plot(groups, title="sweep").startswith(b"\x89PNG")
+
+
+def test_learning_curves_give_each_quantity_its_panel_each_radius_its_colour_legends_outside():
+    series = {"train/loss": {0: [(0, 1.0), (5, 0.2)]}, "test/loss": {0: [(0, 1.1), (5, 0.3)]},
+              "train/clean_accuracy": {0: [(0, 0.5), (5, 1.0)]},
+              "test/clean_accuracy": {0: [(0, 0.5), (5, 0.9)]}}
+    radii = [0.5, 1, 2, 4, 8]
+    for attack in ("pgd_l2", "feature_direction", "min_l2"):
+        for r in radii:
+            series[f"test/robust_accuracy/{attack}@{r:g}"] = {0: [(0, 0.5), (5, 1 / (1 + r))]}
+    fig = plots.learning_curves(series, title="t")
+    ax_loss, ax_clean, ax_robust = fig.axes[:3]
+    assert {ln.get_label() for ln in ax_loss.get_lines()} == {"train loss", "test loss"}
+    assert {ln.get_label() for ln in ax_clean.get_lines()} == {"train clean", "test clean"}
+    lines = {ln.get_label(): ln for ln in ax_robust.get_lines()}
+    assert len(lines) == 15
+    colours = {r: lines[f"pgd_l2@{r:g}"].get_color() for r in radii}
+    assert len(set(colours.values())) == len(radii)  # distinct hues, not shades of one
+    assert all(lines[f"min_l2@{r:g}"].get_color() == colours[r] for r in radii)
+    assert lines["min_l2@1"].get_linestyle() == "-" and lines["pgd_l2@1"].get_linestyle() != "-"
+    legend = ax_robust.get_legend()
+    assert len(legend.get_texts()) == len(radii) + 3  # radii and attacks once each, not 15
+    fig.canvas.draw()  # laid out: every legend starts right of its axes
+    for ax in (ax_loss, ax_clean, ax_robust):
+        assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
+
+
+def test_a_50_row_heatmap_stays_bounded_with_thinned_labels():
+    matrix = {"name": "cosine/cluster", "step": 10, "seed": 0,
+              "values": [[((r * c) % 7) / 7 for c in range(30)] for r in range(50)],
+              "row_labels": [f"n{r}" for r in range(50)],
+              "col_labels": [f"mu_{c}" for c in range(30)]}
+    fig = plots.cosine_heatmaps([matrix], title="t")
+    assert fig.get_figheight() <= plots.MAX_HEATMAP_HEIGHT
+    ax = fig.axes[0]
+    rows = [t.get_text() for t in ax.get_yticklabels()]
+    cols = [t.get_text() for t in ax.get_xticklabels()]
+    assert 4 <= len(rows) < 50 and rows[0] == "n0" and len(cols) <= plots.MAX_COL_LABELS
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in ax.get_yticklabels()]
+    assert all(a.y0 >= b.y1 or b.y0 >= a.y1 for a, b in zip(boxes, boxes[1:]))  # no overlap

@@ -9,7 +9,7 @@ import pytest
 
 from advcore.spec import parse_spec
 from service.templates import EXAMPLES, TEMPLATES
-from tests.service.results_support import one_torch_thread
+from devtools.measured import single_thread
 
 
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
@@ -69,7 +69,7 @@ def test_quickstart_shows_feature_averaging_and_robustness_lost_near_sqrt_d_over
 
     spec = parse_spec(TEMPLATES["quickstart"].spec())
     observer = CollectingObserver()
-    with one_torch_thread():
+    with single_thread():
         summary = run_experiment(spec, observer).to_stored()
     assert summary["clean_accuracy"]["test"] == 1.0
     # each neuron spreads over its class's two clusters: cosines ~ 1/sqrt(2) on both

@@ -4,8 +4,8 @@ from the broker folder, re-sent messages land there)."""
 from __future__ import annotations
 
 import threading
-import time
 
+from devtools.poll import poll
 from lab.store import open_store
 from lab.queue import enqueue_experiment, queue_depth
 from worker.reaper import Reaper, ReaperThread
@@ -97,9 +97,9 @@ def test_reaper_thread_keeps_reaping_and_stops_on_request(store, settings, make_
     thread = ReaperThread(Reaper(store, settings.model_copy(update={"stale_after_s": 0.0})),
                           every_s=0.05)
     thread.start()
-    deadline = time.monotonic() + 30
-    while store.get_experiment(job.id).status != "queued" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    thread.stop()
+    try:
+        poll(lambda: store.get_experiment(job.id).status == "queued", timeout=30, every=0.05)
+    finally:
+        thread.stop()
     assert not thread.is_alive()
     assert store.get_experiment(job.id).status == "queued"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.poll import poll
 from lab.config import Settings
 from tests.worker.conftest import small_spec
 from worker.budget import budget_for
@@ -44,9 +45,7 @@ def start(store, settings, job_id) -> tuple[threading.Thread, dict]:
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 120
-    while store.get_experiment(job_id).status == "queued" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    poll(lambda: store.get_experiment(job_id).status != "queued", timeout=120, every=0.05)
     time.sleep(1.0)  # well inside the first evaluation
     return thread, out
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
 from service import compare as svc
 from service.api.deps import StoreDep
+from service.api.params import ExperimentIds, ImageFormat, MaxPoints, MetricNames, Seed
+from service.api.responses import IMAGE, NO_PLOT_DATA, error
 from service.experiments import split_names
 from service.plots import FORMATS, render
-from service.schemas import Error
 
 router = APIRouter(tags=["compare"])
+
+UNKNOWN_ID = error(404, "One of the ids does not exist.")
 
 
 @router.get(
@@ -23,16 +26,13 @@ router = APIRouter(tags=["compare"])
                 "with one value per experiment, and `series` aligned on the union of their "
                 "steps (null where an experiment has no point there; several seeds averaged per "
                 "step unless `seed` is given).",
-    responses={404: {"model": Error, "description": "One of the ids does not exist."},
-               422: {"model": Error, "description": "No ids, or more than 20."}})
+    responses={**UNKNOWN_ID, **error(422, "No ids, or more than 20.")})
 def compare_experiments(
     store: StoreDep,
-    ids: Annotated[list[str], Query(description="Experiment ids (comma list or repeated).")],
-    names: Annotated[list[str], Query(description="Metric names (comma list or repeated); all "
-                                                  "when absent.")] = [],
-    max_points: Annotated[int | None, Query(ge=4, le=100_000, description="Downsample each "
-                                            "series in the database first.")] = None,
-    seed: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="Only this seed.")] = None,
+    ids: ExperimentIds,
+    names: MetricNames = [],
+    max_points: MaxPoints = None,
+    seed: Seed = None,
 ) -> svc.Comparison:
     return svc.compare(store, svc.parse_ids(ids), names=split_names(names),
                        max_points=max_points, seed=seed)
@@ -46,16 +46,13 @@ def compare_experiments(
                 "`test/clean_accuracy`, `corr/cluster/0`): its trajectory, one mean ± std band "
                 "per experiment. Legends name each experiment by short id and what differs in "
                 "its spec. 404 for an unknown id; 409 when none has the data (yet).",
-    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}},
-                     "description": "The image."},
-               404: {"model": Error, "description": "One of the ids does not exist."},
-               409: {"model": Error, "description": "No data for this plot (yet)."}})
+    responses={**IMAGE, **UNKNOWN_ID, **NO_PLOT_DATA})
 def compare_plot(
     store: StoreDep,
     name: Annotated[str, Path(description="robust_vs_radius or a metric name.")],
-    fmt: Annotated[Literal["png", "svg"], Path(description="Image format.")],
-    ids: Annotated[list[str], Query(description="Experiment ids (comma list or repeated).")],
-    seed: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="Only this seed.")] = None,
+    fmt: ImageFormat,
+    ids: ExperimentIds,
+    seed: Seed = None,
     attack: Annotated[str | None, Query(description="robust_vs_radius: only this attack "
                                                     "label, e.g. pgd_l2.")] = None,
 ) -> Response:

@@ -24,20 +24,20 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from service import experiments as svc
-from service import sweep_views
+from service import sweep_views, table_view
+from service.table_view import SORTS, key_results
 from service.api.deps import ExperimentDep, StoreDep
-from service.schemas import ExperimentRead
 from lab.status import STATUSES, TERMINAL
 from lab.store.base import NotFound
 from service.auth import Principal
 from service.web_session import PageUserDep, page_user
 
 WEB = Path(__file__).resolve().parents[2] / "web"
-STATIC_NAME = re.compile(r"^[a-z0-9_-]+\.(js|css|svg)$")
-STATIC_TYPES = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
-SORTS = {"created_desc": "newest first", "created_asc": "oldest first", "name": "name",
-         "status": "status", "progress": "progress", "test_accuracy": "test accuracy"}
-TABLE_LIMIT = 200
+# app files, and vendored libraries under vendor/ (dotted names: uplot.iife.min.js); no `..`
+STATIC_NAME = re.compile(r"^(vendor/)?[a-z0-9_-]+(\.[a-z0-9_-]+)*\.(js|css|svg|ico|txt)$")
+STATIC_TYPES = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml",
+                "ico": "image/x-icon", "txt": "text/plain; charset=utf-8"}
+TABLE_LIMIT = 200  # sweeps listed
 
 # What HTML pages add to the headers every response gets (service.hardening.SECURITY_HEADERS:
 # nosniff, no framing, no referrer)
@@ -88,64 +88,44 @@ def page(request: Request, name: str, context: dict[str, Any], status_code: int 
     return response
 
 
-def key_results(exp: ExperimentRead) -> dict[str, Any]:
-    """Test clean accuracy, the robust accuracy against all attacks at the largest radius of
-    the first threat (RunSummary.headline), and whether attacks disagree."""
-    summary = exp.summary
-    if summary is None:
-        return {"test": None, "robust": None, "robust_label": "", "disagree": False}
-    label, robust = summary.headline()
-    return {"test": summary.clean_accuracy.test, "robust": robust, "robust_label": label,
-            "disagree": any(d.suspicious for d in summary.disagreements)}
-
-
 def _can_write(user: Principal, owner: str | None) -> bool:
     return user.is_admin or (owner is not None and owner == user.name)
 
 
-def _sorted(items: list[ExperimentRead], sort: str) -> list[ExperimentRead]:
-    if sort == "name":
-        return sorted(items, key=lambda e: e.name.lower())
-    if sort == "status":
-        return sorted(items, key=lambda e: STATUSES.index(e.status))
-    if sort == "progress":
-        return sorted(items, key=lambda e: e.progress.fraction, reverse=True)
-    if sort == "test_accuracy":
-        return sorted(items, key=lambda e: key_results(e)["test"] or -1.0, reverse=True)
-    return items  # created_desc / created_asc come sorted from the store
-
-
-def _rows(store, status: list[str], tag: str | None, name: str | None, sort: str
-          ) -> list[dict[str, Any]]:
-    order = "created_asc" if sort == "created_asc" else "created_desc"
-    listing = svc.list_page(store, status=[s for s in status if s in STATUSES], tag=tag or None,
-                            name=name or None, spec_fields={}, limit=TABLE_LIMIT, cursor=None,
-                            order=order)
-    return [{"exp": e, "key": key_results(e)} for e in _sorted(listing.items, sort)]
-
-
 Status = Annotated[list[str], Query()]
+Cols = Annotated[list[str], Query()]
+
+
+def _table(store, status: list[str], tag: str | None, name: str | None, sort: str,
+           limit: int | None, cursor: str | None, page: int, col: list[str],
+           radius: str | None) -> table_view.TableView:
+    return table_view.build(store, status=status, tag=tag, name=name, sort=sort, limit=limit,
+                            cursor=cursor, page=page, cols=col, radius=radius)
 
 
 @router.get("/", response_class=HTMLResponse)
 def experiments_page(request: Request, store: StoreDep, status: Status = [],
                      tag: str | None = None, name: str | None = None,
-                     sort: str = "created_desc") -> HTMLResponse:
-    sort = sort if sort in SORTS else "created_desc"
-    rows = _rows(store, status, tag, name, sort)
+                     sort: str = "created_desc", limit: int | None = None,
+                     cursor: str | None = None, page_no: Annotated[int, Query(alias="page")] = 1,
+                     col: Cols = [], radius: str | None = None) -> HTMLResponse:
+    table = _table(store, status, tag, name, sort, limit, cursor, page_no, col, radius)
     return page(request, "experiments.html", {
-        "rows": rows, "filters": {"status": status, "tag": tag or "", "name": name or "",
-                                  "sort": sort}, "sorts": SORTS,
+        "table": table, "rows": table.rows, "filters": table.params, "sorts": SORTS,
+        "page_sizes": table_view.PAGE_SIZES, "suggested": table_view.SUGGESTED_SPEC,
+        "summary_columns": table_view.SUMMARY_COLUMNS,
         "counts": store.counts_by_status(), "query": request.url.query})
 
 
 @router.get("/ui/rows", response_class=HTMLResponse)
 def experiment_rows(request: Request, store: StoreDep, status: Status = [],
                     tag: str | None = None, name: str | None = None,
-                    sort: str = "created_desc") -> HTMLResponse:
+                    sort: str = "created_desc", limit: int | None = None,
+                    cursor: str | None = None, page_no: Annotated[int, Query(alias="page")] = 1,
+                    col: Cols = [], radius: str | None = None) -> HTMLResponse:
     """The table body alone: what the experiments page re-fetches while jobs are live."""
-    sort = sort if sort in SORTS else "created_desc"
-    return page(request, "_rows.html", {"rows": _rows(store, status, tag, name, sort)})
+    table = _table(store, status, tag, name, sort, limit, cursor, page_no, col, radius)
+    return page(request, "_rows.html", {"table": table, "rows": table.rows})
 
 
 @router.get("/experiments/{experiment_id}", response_class=HTMLResponse)
@@ -181,18 +161,30 @@ def sweep_page(request: Request, sweep_id: str, store: StoreDep, user: PageUserD
         "terminal": sweep.status in TERMINAL, "can_write": _can_write(user, sweep.owner)})
 
 
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(request: Request, store: StoreDep, ids: Annotated[list[str], Query()] = []
+                 ) -> HTMLResponse:
+    """Runs chosen in the table side by side: spec differences, summaries, and one metric
+    overlaid across them (charts.js, from GET /v1/compare)."""
+    from service import compare
+
+    view = compare.page_view(store, compare.parse_ids(ids))
+    return page(request, "compare.html", {
+        "view": view, "ids": ",".join(e.id for e in view.comparison.experiments)})
+
+
 @router.get("/submit", response_class=HTMLResponse)
 def submit_page(request: Request, template: str = "quickstart") -> HTMLResponse:
     from service.templates import TEMPLATES
 
     chosen = TEMPLATES.get(template) or next(iter(TEMPLATES.values()))
-    grid = chosen.sweep or {"training.mode": ["standard", "adversarial"]}
+    grid = chosen.default_grid()
     return page(request, "submit.html", {
         "templates": list(TEMPLATES.values()), "chosen": chosen,
         "spec_json": json.dumps(chosen.spec(), indent=2), "grid_json": json.dumps(grid)})
 
 
-@static_router.get("/static/{name}")
+@static_router.get("/static/{name:path}")
 def static_file(name: str) -> Response:
     path = WEB / "static" / name
     if not STATIC_NAME.match(name) or not path.is_file():
@@ -200,3 +192,9 @@ def static_file(name: str) -> Response:
     response = FileResponse(path, media_type=STATIC_TYPES[name.rsplit(".", 1)[1]])
     response.headers["Cache-Control"] = "no-cache"  # nosniff: service.hardening
     return response
+
+
+@static_router.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers ask for it on every page whatever the <link rel=icon> says."""
+    return static_file("favicon.ico")

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel
 
 from service import experiments as svc
 from service.api.deps import EnqueueDep, ExperimentDep, OwnedExperimentDep, SettingsDep, StoreDep
+from service.api.params import (IdempotencyKey, MaxPoints, MetricNames, PageLimit, Priority,
+                                Seed, SinceStep, int32_query)
 from service.auth import UserDep
 from service.schemas import (CorrelationsRead, Error, EstimateRead, ExperimentCreate,
-                             ExperimentPage, ExperimentRead, MatrixRead, MetricsRead, Status,
-                             Submitted)
+                             ExperimentPage, ExperimentRead, ExperimentUpdate, MatrixRead,
+                             MetricsRead, Status, Submitted)
 
 router = APIRouter(prefix="/experiments", tags=["experiments"])
 
@@ -31,25 +33,12 @@ E422 = {422: {"model": Error, "description": "Invalid input; `loc` is the JSON p
 E403 = {403: {"model": Error, "description": "Only the owner or an admin may do this."}}
 E429 = {429: {"model": Error, "description": "Over the user's quota of queued + running jobs "
                                               "(ADVLAB_MAX_ACTIVE_PER_USER); see Retry-After."}}
-Priority = Annotated[int, Query(ge=-1000, le=1000, description=(
-    "Orders this user's own queued jobs (higher first); never lets one user starve another. "
-    "Non-admins: |priority| <= ADVLAB_MAX_PRIORITY."))]
 
 
 def _json(model: BaseModel) -> Response:
     """Serialise a large read model directly: FastAPI would dump it to dicts and validate 10^5
     points again against the response model (which still documents the shape)."""
     return Response(model.model_dump_json(), media_type="application/json")
-
-
-MaxPoints = Annotated[int | None, Query(
-    ge=4, le=100_000, description="Downsample each (name, seed) series to at most this many "
-                                  "points, keeping its first, last, min and max.")]
-INT32_MAX = 2**31 - 1  # seeds and steps are 32-bit integers in the store (and in the spec)
-SinceStep = Annotated[int | None, Query(ge=0, le=INT32_MAX,
-                                        description="Only points with step >= this.")]
-Seed = Annotated[int | None, Query(ge=0, le=INT32_MAX,
-                                   description="Only this seed of a batched run.")]
 
 
 @router.post(
@@ -71,9 +60,7 @@ Seed = Annotated[int | None, Query(ge=0, le=INT32_MAX,
 def submit_experiment(
     spec: ExperimentCreate, store: StoreDep, settings: SettingsDep, enqueue: EnqueueDep,
     response: Response, user: UserDep,
-    idempotency_key: Annotated[str | None, Header(
-        alias="Idempotency-Key", min_length=1, max_length=200,
-        description="Client-chosen key that makes retrying this request safe.")] = None,
+    idempotency_key: IdempotencyKey = None,
     priority: Priority = 0,
     dry_run: Annotated[bool, Query(description=(
         "Validate, estimate and admit the spec, store nothing: 200 with the estimate (FLOPs, "
@@ -103,7 +90,7 @@ def list_experiments(
     tag: Annotated[str | None, Query(description="Has this tag.")] = None,
     name: Annotated[str | None, Query(description="Name contains this.")] = None,
     order: Annotated[Literal["created_desc", "created_asc"], Query()] = "created_desc",
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: PageLimit = 50,
     cursor: Annotated[str | None, Query(description="Opaque; from next_cursor.")] = None,
     owner: Annotated[str | None, Query(min_length=1, max_length=64, description=(
         "Only this user's experiments; `me` is the caller."))] = None,
@@ -122,6 +109,19 @@ def list_experiments(
     responses={**E404})
 def read_experiment(experiment: ExperimentDep) -> ExperimentRead:
     return svc.to_read(experiment)
+
+
+@router.patch(
+    "/{experiment_id}", response_model=ExperimentRead, summary="Edit tags and notes",
+    description="Replaces the tags and/or the free-text notes of an experiment in any status "
+                "(absent field: unchanged; `\"notes\": \"\"` clears the note). The resolved "
+                "spec and its hash keep what was submitted; the `tag` filter follows the new "
+                "tags. Only the owner or an admin; with the dashboard's session cookie the "
+                "request needs its `X-CSRF-Token`.",
+    responses={**E403, **E404, **E415, **E422})
+def update_experiment(change: ExperimentUpdate, experiment: OwnedExperimentDep,
+                      store: StoreDep) -> ExperimentRead:
+    return svc.update(store, experiment, change)
 
 
 @router.post(
@@ -168,8 +168,7 @@ def delete_experiment(experiment: OwnedExperimentDep, store: StoreDep) -> Respon
     responses={**E404, **E422})
 def read_metrics(
     experiment: ExperimentDep, store: StoreDep,
-    names: Annotated[list[str], Query(description="Metric names (comma list or repeated); "
-                                                  "all when absent.")] = [],
+    names: MetricNames = [],
     max_points: MaxPoints = None, since_step: SinceStep = None, seed: Seed = None,
 ) -> Response:
     return _json(svc.read_metrics(store, experiment, names=svc.split_names(names),
@@ -186,7 +185,7 @@ def read_metrics(
     responses={**E404, **E422})
 def read_correlations(
     experiment: ExperimentDep, store: StoreDep,
-    step: Annotated[int | None, Query(ge=0, le=INT32_MAX, description="Matrix at this step.")] = None,
+    step: Annotated[int | None, int32_query("Matrix at this step.")] = None,
     name: Annotated[str | None, Query(description="Matrix name, e.g. cosine/cluster.")] = None,
     seed: Seed = None, max_points: MaxPoints = None, since_step: SinceStep = None,
 ) -> Response:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Response
 
 from service.api.deps import ExperimentDep, StoreDep
+from service.api.params import TableFormat
+from service.api.responses import TABLE, error
 from service.export import COLUMNS, FORMATS, attachment, export_experiment
-from service.schemas import Error
 
 router = APIRouter(prefix="/experiments", tags=["export"])
 
@@ -20,12 +19,10 @@ router = APIRouter(prefix="/experiments", tags=["export"])
                 "(no downsampling), sorted by name, seed, step. Parquet files also carry the "
                 "resolved spec and the summary as JSON in the schema metadata (`advlab.spec`, "
                 "`advlab.summary`). A queued experiment exports the header only.",
-    responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}},
-                     "description": "The table."},
-               404: {"model": Error, "description": "No experiment with that id."}})
+    responses={**TABLE, **error(404, "No experiment with that id.")})
 def export_series(
     experiment: ExperimentDep, store: StoreDep,
-    fmt: Annotated[Literal["csv", "parquet"], Path(description="File format.")],
+    fmt: TableFormat,
 ) -> Response:
     content = export_experiment(store, experiment, fmt)
     return Response(content, media_type=FORMATS[fmt],

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
 from service.api.deps import ExperimentDep, StoreDep
+from service.api.params import ImageFormat, int32_query
+from service.api.responses import IMAGE, NO_PLOT_DATA, error
 from service.experiment_plots import PLOTS, render_plot
 from service.plots import FORMATS
-from service.schemas import Error
 
 router = APIRouter(prefix="/experiments", tags=["plots"])
 
@@ -24,18 +25,15 @@ _NAMES = "; ".join(f"`{name}`: {doc}" for name, doc in PLOTS.items())
                 "the plot needs does not exist (queued, or running before its first "
                 "evaluation; `robust_vs_radius` without attacks; `correlations` without "
                 "`record: correlations`). Not cached: a running experiment's plot grows.",
-    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}},
-                     "description": "The image."},
-               404: {"model": Error, "description": "Unknown experiment, plot or matrix."},
-               409: {"model": Error, "description": "No data for this plot (yet)."}})
+    responses={**IMAGE, **error(404, "Unknown experiment, plot or matrix."), **NO_PLOT_DATA})
 def read_plot(
     experiment: ExperimentDep, store: StoreDep,
     name: Annotated[str, Path(description=f"One of {', '.join(PLOTS)}.")],
-    fmt: Annotated[Literal["png", "svg"], Path(description="Image format.")],
-    seed: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="Only this seed (default: all seeds "
-                                                        "as mean ± std; cosine: the first).")] = None,
-    step: Annotated[int | None, Query(ge=0, le=2**31 - 1, description="cosine: the matrix at this epoch "
-                                                        "(default: latest).")] = None,
+    fmt: ImageFormat,
+    seed: Annotated[int | None, int32_query("Only this seed (default: all seeds as mean ± std; "
+                                            "cosine: the first).")] = None,
+    step: Annotated[int | None, int32_query("cosine: the matrix at this epoch (default: "
+                                            "latest).")] = None,
     matrix: Annotated[str | None, Query(description="cosine: one matrix, e.g. cosine/cluster "
                                                     "(default: all side by side).")] = None,
 ) -> Response:

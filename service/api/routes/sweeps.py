@@ -3,13 +3,15 @@ Thin: parse → call service/sweeps.py or service/sweep_views.py → return a sc
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from service import sweep_views as views
 from service import sweeps as svc
 from service.api.deps import EnqueueDep, OwnedSweepDep, SettingsDep, StoreDep, SweepDep
+from service.api.params import IdempotencyKey, ImageFormat, PageLimit, Priority, TableFormat
+from service.api.responses import IMAGE, TABLE, error
 from service.auth import UserDep
 from service.export import FORMATS as EXPORT_FORMATS
 from service.export import attachment
@@ -52,10 +54,8 @@ E404 = {404: {"model": Error, "description": "No sweep with that id."}}
 def create_sweep(
     body: svc.SweepCreate, store: StoreDep, settings: SettingsDep, enqueue: EnqueueDep,
     response: Response, user: UserDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
-                                                  max_length=200)] = None,
-    priority: Annotated[int, Query(ge=-1000, le=1000, description=(
-        "Priority of every member among this user's jobs (see POST /v1/experiments)."))] = 0,
+    idempotency_key: IdempotencyKey = None,
+    priority: Priority = 0,
     dry_run: Annotated[bool, Query(description=(
         "Expand, price and admit the sweep, store nothing: 200 with the total and per-member "
         "estimate, or the same 413/422 a real submit would get."))] = False,
@@ -77,7 +77,7 @@ def create_sweep(
 @router.get("", response_model=list[views.SweepSummary], summary="List sweeps",
             description="Newest first, with status counts of their members.")
 def list_sweeps(store: StoreDep,
-                limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[views.SweepSummary]:
+                limit: PageLimit = 50) -> list[views.SweepSummary]:
     return [views.to_summary(s, store.sweep_experiments(s.id))
             for s in store.list_sweeps(limit=limit)]
 
@@ -107,10 +107,9 @@ def cancel_sweep(sweep: OwnedSweepDep, store: StoreDep) -> views.SweepRead:
     description="Every recorded point of every member as one long-form table: one column per "
                 "grid path, then `experiment_id, name, seed, step, value`. Parquet carries the "
                 "grid, seeds, base spec and aggregate table as JSON schema metadata.",
-    responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}},
-                     "description": "The table."}, **E404})
+    responses={**TABLE, **E404})
 def export_sweep(sweep: SweepDep, store: StoreDep,
-                 fmt: Annotated[Literal["csv", "parquet"], Path()]) -> Response:
+                 fmt: TableFormat) -> Response:
     return Response(views.export(store, sweep, fmt), media_type=EXPORT_FORMATS[fmt],
                     headers=attachment(f"sweep-{sweep.id}.{fmt}"))
 
@@ -121,11 +120,9 @@ def export_sweep(sweep: SweepDep, store: StoreDep,
     description="One line per grid point: the mean over seeds of the metric's series "
                 "(e.g. `test/clean_accuracy`, `test/robust_accuracy/pgd_l2@1`) with a ± std "
                 "band. 404 for an unknown sweep; 409 while no member has recorded the metric.",
-    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}},
-                     "description": "The image."},
-               **E404, 409: {"model": Error, "description": "No data for this metric (yet)."}})
+    responses={**IMAGE, **E404, **error(409, "No data for this metric (yet).")})
 def plot_sweep(sweep: SweepDep, store: StoreDep,
                metric: Annotated[str, Path(description="Metric name (may contain `/`).")],
-               fmt: Annotated[Literal["png", "svg"], Path()]) -> Response:
+               fmt: ImageFormat) -> Response:
     return Response(views.plot(store, sweep, metric, fmt), media_type=PLOT_FORMATS[fmt],
                     headers={"Cache-Control": "no-store"})

@@ -20,9 +20,11 @@ function csrfHeaders() {
   return meta ? {"X-CSRF-Token": meta.content} : {};
 }
 
-async function postJson(url, body) {
+async function postJson(url, body) { return sendJson("POST", url, body); }
+
+async function sendJson(method, url, body) {
   const response = await fetch(url, {
-    method: "POST",
+    method,
     headers: {"Content-Type": "application/json", "Accept": "application/json", ...csrfHeaders()},
     body: body === undefined ? undefined : JSON.stringify(body),
   });
@@ -35,6 +37,60 @@ function errorText(result) {
   const detail = result.data && result.data.detail;
   if (Array.isArray(detail)) return detail.map(d => d.msg).join("\n");
   return "HTTP " + result.status + ": " + (detail || "request failed");
+}
+
+// Set while a retry or delete navigates away: the live stream's `end` (a deleted job ends
+// too) must not reload the page over that navigation.
+let leaving = false;
+
+// retry → the new experiment's page; delete → the table; tags and notes saved in place
+function wireExperimentActions() {
+  const errors = $("#action-errors");
+  const show = text => { if (errors) { errors.textContent = text; errors.hidden = !text; } };
+  const retry = $("#retry");
+  if (retry) {
+    retry.addEventListener("click", async () => {
+      retry.disabled = true;
+      const result = await postJson(retry.dataset.url);
+      if (!result.ok) { retry.disabled = false; show(errorText(result)); return; }
+      leaving = true;
+      window.location.href = "/experiments/" + result.data.id;
+    });
+  }
+  const del = $("#delete");
+  if (del) {
+    del.addEventListener("click", async () => {
+      if (!window.confirm("Delete this experiment with all its data?")) return;
+      del.disabled = true;
+      leaving = true;
+      const result = await sendJson("DELETE", del.dataset.url);
+      if (!result.ok) leaving = false;
+      if (!result.ok) { del.disabled = false; show(errorText(result)); return; }
+      window.location.href = "/";
+    });
+  }
+  const form = $("#meta-form");
+  if (form) {
+    form.addEventListener("submit", async event => {
+      event.preventDefault();
+      show("");
+      const tags = $("#tags-input").value.split(",").map(t => t.trim()).filter(Boolean);
+      const result = await sendJson("PATCH", form.dataset.url,
+                                    {tags, notes: $("#notes-input").value});
+      if (!result.ok) { show(errorText(result)); return; }
+      const box = $("#tags");
+      box.textContent = "";
+      for (const t of result.data.tags) {
+        const a = document.createElement("a");
+        a.className = "tag";
+        a.href = "/?tag=" + encodeURIComponent(t);
+        a.textContent = t;
+        box.append(a, " ");
+      }
+      $("#notes-view").textContent = result.data.notes || "–";
+      $("#meta-result").textContent = "saved";
+    });
+  }
 }
 
 function wireCancel() {
@@ -50,21 +106,102 @@ function wireCancel() {
 
 // ------------------------------------------------------------------ experiments table
 
+// Selected rows live in sessionStorage: they survive the live row refresh, paging and the
+// filters, and are forgotten with the tab.
+const SELECTED_KEY = "advlab.selected";
+
+function loadSelected() {
+  try { return new Set(JSON.parse(sessionStorage.getItem(SELECTED_KEY) || "[]")); }
+  catch (e) { return new Set(); }
+}
+
 function initExperiments() {
   const table = $("#experiments");
   const query = table.dataset.query;
+  const selected = loadSelected();
+  const save = () => sessionStorage.setItem(SELECTED_KEY, JSON.stringify([...selected]));
+  const result = $("#action-result");
+
+  function syncSelection() {
+    for (const box of document.querySelectorAll("#rows input.pick")) {
+      box.checked = selected.has(box.value);
+    }
+    const n = selected.size;
+    const count = $("#selected-count");
+    count.textContent = n + " selected";
+    count.dataset.count = String(n);
+    const compare = $("#compare-selected");
+    compare.disabled = n < 1 || n > 20;  // GET /v1/compare takes 1 to 20 runs
+    compare.title = n > 20 ? "compare at most 20 runs at a time" : "";
+    for (const id of ["#retry-selected", "#delete-selected", "#clear-selected"]) $(id).disabled = n < 1;
+    const boxes = [...document.querySelectorAll("#rows input.pick")];
+    $("#select-all").checked = boxes.length > 0 && boxes.every(b => b.checked);
+  }
+
   // while a row is queued or running, refresh every 1.5 s; otherwise every 10 s (new jobs
   // submitted from the CLI or another tab appear without a reload)
   let idle = 0;
+  async function reloadRows() {
+    const response = await fetch("/ui/rows" + (query ? "?" + query : ""));
+    if (response.ok) { $("#rows").innerHTML = await response.text(); syncSelection(); }
+  }
   async function refresh() {
     const live = [...document.querySelectorAll("#rows tr.exp-row")]
       .some(row => !TERMINAL.has(row.dataset.status));
     if (!live && ++idle < 7) return;
     idle = 0;
-    const response = await fetch("/ui/rows" + (query ? "?" + query : ""));
-    if (response.ok) $("#rows").innerHTML = await response.text();
+    await reloadRows();
   }
   setInterval(() => { refresh().catch(() => {}); }, 1500);
+
+  $("#rows").addEventListener("change", event => {
+    const box = event.target;
+    if (!box.classList || !box.classList.contains("pick")) return;
+    if (box.checked) selected.add(box.value); else selected.delete(box.value);
+    save();
+    syncSelection();
+  });
+  $("#select-all").addEventListener("change", event => {
+    for (const box of document.querySelectorAll("#rows input.pick")) {
+      if (event.target.checked) selected.add(box.value); else selected.delete(box.value);
+    }
+    save();
+    syncSelection();
+  });
+  $("#clear-selected").addEventListener("click", () => { selected.clear(); save(); syncSelection(); });
+  $("#compare-selected").addEventListener("click", () => {
+    window.location.href = "/compare?ids=" + [...selected].join(",");
+  });
+
+  // one request per selected experiment; the summary says what each answered
+  async function each(label, method, urlOf, after) {
+    const ids = [...selected];
+    const failures = [];
+    let done = 0;
+    for (const id of ids) {
+      const r = await sendJson(method, urlOf(id));
+      if (r.ok) { done += 1; after(id, r); } else failures.push(id.slice(0, 8) + ": " + errorText(r));
+    }
+    result.textContent = label + " " + done + "/" + ids.length + (failures.length ? " — " + failures.join("; ") : "");
+    result.dataset.done = String(done);
+    save();
+    await reloadRows();
+  }
+  $("#retry-selected").addEventListener("click", () => each(
+    "retried", "POST", id => "/v1/experiments/" + id + "/retry", () => {}).catch(() => {}));
+  $("#delete-selected").addEventListener("click", () => {
+    if (!window.confirm("Delete " + selected.size + " experiment(s) with all their data?")) return;
+    each("deleted", "DELETE", id => "/v1/experiments/" + id, id => selected.delete(id))
+      .catch(() => {});
+  });
+  const spec = $("#col-spec");  // a typed spec path becomes a `spec.` column
+  if (spec) {
+    $("#filters").addEventListener("submit", () => {
+      const v = spec.value.trim();
+      if (v && !v.startsWith("spec.")) spec.value = "spec." + v;
+    });
+  }
+  syncSelection();
 }
 
 // ------------------------------------------------------------------ one experiment
@@ -91,6 +228,11 @@ function refreshPlots() {
 function initExperiment() {
   const body = document.body;
   wireCancel();
+  wireExperimentActions();
+  const explorer = $("#explorer");
+  const charts = explorer && typeof AdvCharts !== "undefined"
+    ? AdvCharts.experimentCharts(explorer, body.dataset.id) : null;
+  if (charts) charts.load().catch(() => {});
   for (const img of document.querySelectorAll("#plots img")) {
     const figure = img.closest("figure");
     img.addEventListener("error", () => figure.classList.add("failed"));
@@ -119,11 +261,15 @@ function initExperiment() {
   });
   events.addEventListener("metrics", () => {
     const now = Date.now();
-    if (now - lastPlot > 3000) { lastPlot = now; refreshPlots(); }
+    if (now - lastPlot > 3000) {
+      lastPlot = now;
+      refreshPlots();
+      if (charts) charts.load().catch(() => {});
+    }
   });
   events.addEventListener("end", () => {
     events.close();
-    window.location.reload();  // the server renders the summary and the final plots
+    if (!leaving) window.location.reload();  // the server renders the summary and final plots
   });
   events.addEventListener("error", () => { live.textContent = "reconnecting…"; });
 }
@@ -141,6 +287,37 @@ function initSweep() {
   if (document.body.dataset.terminal !== "true") {
     setTimeout(() => window.location.reload(), 3000);
   }
+}
+
+// ------------------------------------------------------------------ compare
+
+function initCompare() {
+  const select = $("#compare-metric");
+  const chart = $("#compare-chart");
+  if (!select || !chart || typeof AdvCharts === "undefined") return;
+  const ids = document.body.dataset.ids;
+  const labels = JSON.parse(chart.dataset.labels);
+  AdvCharts.track(chart);
+  const radius = JSON.parse(chart.dataset.radius || "{}");
+  async function draw() {
+    const name = select.value;
+    chart.dataset.metric = name;
+    delete chart.dataset.loaded;
+    if (name.startsWith("radius:")) {  // from the summaries: no request
+      const threat = name.slice(7);
+      AdvCharts.radiusChart(chart, radius[threat] || {}, threat, ids.split(","), labels);
+      chart.dataset.loaded = name;
+      return;
+    }
+    const response = await fetch("/v1/compare?ids=" + encodeURIComponent(ids) + "&names=" +
+                                 encodeURIComponent(name) + "&max_points=500",
+                                 {headers: {"Accept": "application/json"}});
+    if (!response.ok) { chart.textContent = "HTTP " + response.status; return; }
+    AdvCharts.compareChart(chart, await response.json(), name, labels);
+    chart.dataset.loaded = name;
+  }
+  select.addEventListener("change", () => { draw().catch(() => {}); });
+  draw().catch(() => {});
 }
 
 // ------------------------------------------------------------------ submit
@@ -184,7 +361,7 @@ function initSubmit() {
 }
 
 const PAGES = {experiments: initExperiments, experiment: initExperiment, sweep: initSweep,
-               submit: initSubmit};
+               submit: initSubmit, compare: initCompare};
 
 document.addEventListener("DOMContentLoaded", () => {
   const init = PAGES[document.body.dataset.page];

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from devtools.poll import poll
 from lab.store.base import MetricPoint
 from lab.store.migrate import upgrade
 from lab.store.session import make_engine
@@ -94,10 +95,9 @@ def test_the_api_store_checkpoints_on_a_sqlite_file_and_stops_on_close(tmp_path)
     store = open_store(url, settings=Settings(home=tmp_path, sqlite_checkpoint_s=0.01))
     checkpointer = store.checkpointer
     assert checkpointer is not None and checkpointer.every_s == 0.01
-    for _ in range(3000):
-        if checkpointer.completed >= 2:
-            break
-        time.sleep(0.01)
-    store.close()
+    try:
+        poll(lambda: checkpointer.completed >= 2, timeout=30, every=0.01)
+    finally:
+        store.close()
     assert checkpointer.completed >= 2
     assert not checkpointer._thread.is_alive()
