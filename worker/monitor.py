@@ -17,11 +17,14 @@ Selected by worker.app (`worker_consumer`) on the brokers that carry remote cont
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
 import threading
 import time
 from typing import Any
 
+from celery.exceptions import WorkerShutdown, WorkerTerminate
 from celery.utils.sysinfo import load_average
 from celery.worker import control, state
 from celery.worker.consumer import Consumer as CeleryConsumer
@@ -63,6 +66,15 @@ class ThreadedPidbox(Pidbox):
     def reset(self) -> None:
         """After a failed command: the loop re-opens its consumer on the next round."""
         self._reset = True
+
+    def on_message(self, body: Any, message: Any) -> None:
+        try:
+            super().on_message(body, message)
+        except (WorkerShutdown, WorkerTerminate, SystemExit):
+            # `celery control shutdown`: raised here, in this thread; the main loop shuts
+            # down warm on SIGTERM (the running job goes back to the queue)
+            log.warning("remote control: shutdown requested")
+            os.kill(os.getpid(), signal.SIGTERM)
 
     def _heartbeat_requested(self, state: Any, **kwargs: Any) -> None:
         self._beat_now = True
