@@ -428,6 +428,10 @@ class OptimizerSpec(_Model):
     lr: PositiveFloat = 0.07
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
     weight_decay: NonNegFloat = 0.0
+    # proximal l1 penalty l1 * sum|w| on every parameter: after each step every weight is
+    # soft-thresholded by lr * l1 (exact for gd/sgd without momentum). It is the dual of an
+    # l_inf attack, whose leverage on a linear unit w is eps * ||w||_1.
+    l1: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 0.0
 
 
 class TrainingSpec(_Model):
