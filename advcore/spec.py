@@ -214,6 +214,10 @@ class PatchCNN(_Model):
     q: Annotated[float, Field(ge=2)] = 3.0
     rho: PositiveFloat = 0.1
     init_scale: NonNegFloat = 0.1  # w ~ N(0, I/d) * init_scale
+    # after every optimizer step each filter w_{i,r} is projected onto the l1 ball of this
+    # radius (None: unconstrained). An l_inf attacker moves <w, x_p> by eps * ||w||_1 on EVERY
+    # patch, so eps * max_filter_l1 below the knee rho caps the spread attack (science.md §B).
+    max_filter_l1: PositiveFloat | None = None
 
 
 class MLP(_Model):

@@ -209,6 +209,7 @@ def train(spec, model, data: Dataset, task: Task, observer: Observer,
     t = spec.training
     seeds = list(spec.seed_list)
     optimizer = make_optimizer(model.parameters(), t.optimizer)
+    constrain = getattr(model, "constrain_", None)  # a learner's projection after each step
     x, y = data.x_train, targets(data, task, "train")  # (S, N, *F), (S, N)
     y_main, y_fine = data.y_train, data.y_train_fine
     n = x.shape[1]
@@ -242,6 +243,8 @@ def train(spec, model, data: Dataset, task: Task, observer: Observer,
             loss.backward()
             optimizer.step()
             l1_prox(model.parameters(), t.optimizer)
+            if constrain is not None:
+                constrain()
         if not math.isfinite(loss.item()):  # once per epoch: no device sync per step
             raise FloatingPointError(f"training diverged at epoch {epoch} (loss {loss.item()})")
         if epoch in scheduled:
