@@ -215,6 +215,10 @@ class PatchCNN(_Model):
     q: Annotated[float, Field(ge=2)] = 3.0
     rho: PositiveFloat = 0.1
     init_scale: NonNegFloat = 0.1  # w ~ N(0, I/d) * init_scale
+    # after every optimizer step each filter w_{i,r} is projected onto the l1 ball of this
+    # radius (None: unconstrained). An l_inf attacker moves <w, x_p> by eps * ||w||_1 on EVERY
+    # patch, so eps * max_filter_l1 below the knee rho caps the spread attack (science.md §B).
+    max_filter_l1: PositiveFloat | None = None
 
 
 class MLP(_Model):
@@ -429,6 +433,10 @@ class OptimizerSpec(_Model):
     lr: PositiveFloat = 0.07
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
     weight_decay: NonNegFloat = 0.0
+    # proximal l1 penalty l1 * sum|w| on every parameter: after each step every weight is
+    # soft-thresholded by lr * l1 (exact for gd/sgd without momentum). It is the dual of an
+    # l_inf attack, whose leverage on a linear unit w is eps * ||w||_1.
+    l1: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 0.0
 
 
 class TrainingSpec(_Model):

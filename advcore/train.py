@@ -2,7 +2,7 @@
 
 All S seeds train as one computation. The objective is the SUM over seeds of each seed's mean
 loss, so each seed's gradient is exactly the gradient of its own run; optimizer updates (SGD,
-momentum, Adam, weight decay) are elementwise, so batched seeds == separate runs. Minibatch
+momentum, Adam, weight decay, the l1 soft-threshold) are elementwise, so batched seeds == separate runs. Minibatch
 order comes from a per-seed generator for the same reason.
 
 Tasks (`make_task`): a binary data set with `labels: binary` trains a one-logit head with the
@@ -188,6 +188,15 @@ def make_optimizer(params, opt) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
 
 
+@torch.no_grad()
+def l1_prox(params, opt) -> None:
+    """The proximal step of the l1 penalty opt.l1 * sum|w|: w <- sign(w) max(|w| - lr*l1, 0)."""
+    if opt.l1 > 0:
+        threshold = opt.lr * opt.l1
+        for p in params:
+            p.copy_(p.sign() * (p.abs() - threshold).clamp_(min=0.0))
+
+
 def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """t (S, N, ...) at per-seed indices idx (S, B) -> (S, B, ...)."""
     return t[torch.arange(t.shape[0], device=t.device)[:, None], idx]
@@ -200,6 +209,7 @@ def train(spec, model, data: Dataset, task: Task, observer: Observer,
     t = spec.training
     seeds = list(spec.seed_list)
     optimizer = make_optimizer(model.parameters(), t.optimizer)
+    constrain = getattr(model, "constrain_", None)  # a learner's projection after each step
     x, y = data.x_train, targets(data, task, "train")  # (S, N, *F), (S, N)
     y_main, y_fine = data.y_train, data.y_train_fine
     n = x.shape[1]
@@ -232,6 +242,9 @@ def train(spec, model, data: Dataset, task: Task, observer: Observer,
             loss = per_seed_loss(model(xb), yb).sum()  # sum over seeds: independent gradients
             loss.backward()
             optimizer.step()
+            l1_prox(model.parameters(), t.optimizer)
+            if constrain is not None:
+                constrain()
         if not math.isfinite(loss.item()):  # once per epoch: no device sync per step
             raise FloatingPointError(f"training diverged at epoch {epoch} (loss {loss.item()})")
         if epoch in scheduled:

@@ -7,9 +7,12 @@ vs adversarial training (examples/patch_standard.json vs patch_adversarial.json)
     python benchmarks/patch_reliability.py --seeds 0 1 2 --set learner.rho=0.2 --no-standard
 
 `--set path=value` overrides a field of both specs (JSON values), e.g.
-`training.adversary.kind="pgd"`. torchattacks clamps to [0, 1]: the unbounded patch inputs are
-mapped affinely into [0, 1] with room for the ball (the l-inf ball maps to a ball of radius
-eps / scale, so nothing is clamped that the threat allows).
+`training.adversary.kind="pgd"`; `--set-adv path=value` only the adversarial one (e.g. a
+regulariser, `training.optimizer.l1=0.3`, that standard training should not get).
+torchattacks clamps to [0, 1]: the unbounded patch inputs are mapped affinely into [0, 1] with
+room for the ball (the l-inf ball maps to a ball of radius eps / scale, so nothing is clamped
+that the threat allows). `eps*l1/rho` is the spread attack's lever: eps * max_filter ||w||_1 per
+patch, in units of the sReLU knee (robust needs it below ~1, science.md §B).
 """
 
 from __future__ import annotations
@@ -122,7 +125,8 @@ def evaluate(spec, model, data, eps: float, n: int, with_torchattacks: bool) -> 
     with torch.no_grad():
         clean = (model(x).argmax(-1) == y).float().mean(-1)
     for s, seed in enumerate(spec.seed_list):
-        row = {"seed": seed, "clean": float(clean[s])}
+        row = {"seed": seed, "clean": float(clean[s]),
+               "eps_l1_over_rho": float(eps * model.w.detach()[s].abs().sum(-1).max() / model.rho)}
         row.update({name: float(a[s]) for name, a in acc.items()})
         if with_torchattacks:
             row["apgd_t_torchattacks"] = torchattacks_apgdt(seed_model(model, s), x[s], y[s], eps,
@@ -135,6 +139,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[10, 11, 12, 13, 14])
     p.add_argument("--set", action="append", default=[], metavar="PATH=JSON")
+    p.add_argument("--set-adv", action="append", default=[], metavar="PATH=JSON")
     p.add_argument("--n-attack", type=int, default=200)
     p.add_argument("--no-standard", action="store_true", help="adversarial training only")
     p.add_argument("--no-torchattacks", action="store_true")
@@ -142,8 +147,9 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)  # a shared machine: one core per search
     overrides = [(k, json.loads(v)) for k, v in (item.split("=", 1) for item in args.set)]
+    adv_only = [(k, json.loads(v)) for k, v in (item.split("=", 1) for item in args.set_adv)]
     started = time.perf_counter()
-    adv = load_spec("patch_adversarial.json", args.seeds, overrides)
+    adv = load_spec("patch_adversarial.json", args.seeds, overrides + adv_only)
     eps = adv.training.adversary.radii[0]
     model, data, corr_adv = train_model(adv)
     rows = evaluate(adv, model, data, eps, args.n_attack, not args.no_torchattacks)
@@ -161,16 +167,19 @@ def main() -> None:
             row["std_v_growth"] = growth(corr_std, seed, "non_robust", std.training.epochs)
     cols = [c for c in ("clean", "pgd", "apgd_ce", "apgd_t", "apgd_t_torchattacks", "autoattack")
             if c in rows[0]]
-    print(f"l-inf eps={eps:g}, {args.n_attack} test points, overrides {overrides}")
+    print(f"l-inf eps={eps:g}, {args.n_attack} test points, overrides {overrides}, "
+          f"adversarial only {adv_only}")
     print("seed " + " ".join(f"{c:>10.10s}" for c in cols) + "  u/v growth std | adv (min over classes)")
     for row in rows:
         g = lambda key: min(row[key]) if key in row else float("nan")  # noqa: E731
         print(f"{row['seed']:>4} " + " ".join(f"{row[c]:>10.3f}" for c in cols)
               + f"  std u {g('std_u_growth'):.2f} v {g('std_v_growth'):.2f}"
-              + f" | adv u {g('adv_u_growth'):.2f} v(max) {max(row['adv_v_growth']):.2f}")
+              + f" | adv u {g('adv_u_growth'):.2f} v(max) {max(row['adv_v_growth']):.2f}"
+              + f" | eps*l1/rho {row['eps_l1_over_rho']:.2f}")
     print(f"({time.perf_counter() - started:.0f} s)")
     if args.json:
-        args.json.write_text(json.dumps({"eps": eps, "overrides": overrides, "rows": rows},
+        args.json.write_text(json.dumps({"eps": eps, "overrides": overrides,
+                                         "adversarial_overrides": adv_only, "rows": rows},
                                         indent=2) + "\n")
 
 

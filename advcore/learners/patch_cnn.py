@@ -39,6 +39,7 @@ class PatchCNN(BatchedModel):
         if n_outputs < 2:
             raise ValueError("patch_cnn is a k-class model (one output per class)")
         self.q, self.rho = float(spec.q), float(spec.rho)
+        self.max_l1 = None if spec.max_filter_l1 is None else float(spec.max_filter_l1)
         self.k, self.m, self.d = n_outputs, spec.width, self.in_shape[1]
         std = spec.init_scale / math.sqrt(self.d)  # w ~ N(0, I/d) * init_scale
         self.w = nn.Parameter(seeded_normal(seeds, (self.k, self.m, self.d), std, "init/w"))  # (S, k, m, d)
@@ -63,6 +64,21 @@ class PatchCNN(BatchedModel):
         pre = torch.bmm(x.reshape(S, L * P, d), filters)  # (S, L*P, k*m)
         act = smoothed_relu(pre, self.q, self.rho).reshape(S, L, P, self.k, self.m)
         return act.sum(dim=(2, 4))  # (S, L, k)
+
+    @torch.no_grad()
+    def constrain_(self) -> None:
+        """Project every filter onto the l1 ball of radius max_filter_l1 (Duchi et al. 2008):
+        soft-threshold |w| by the theta that brings ||w||_1 to the radius; filters inside stay."""
+        if self.max_l1 is None:
+            return
+        w = self.w.data  # (S, k, m, d)
+        mag = w.abs()
+        srt = mag.sort(dim=-1, descending=True).values
+        excess = srt.cumsum(-1) - self.max_l1  # (S, k, m, d)
+        idx = torch.arange(1, self.d + 1, device=w.device, dtype=w.dtype)
+        support = (srt - excess / idx > 0).sum(-1, keepdim=True).clamp(min=1)  # (S, k, m, 1)
+        theta = (excess.gather(-1, support - 1) / support).clamp(min=0.0)
+        w.copy_(w.sign() * (mag - theta).clamp(min=0.0))
 
     def first_layer(self) -> torch.Tensor:
         """(S, k*m, d): filter r of class i is row i*m + r."""

@@ -170,3 +170,62 @@ def test_batched_seeds_train_like_separate_runs_on_the_patch_model():
     assert batched.keys() == separate.keys() and any(k[0].startswith("corr/robust") for k in batched)
     for key, value in separate.items():
         assert abs(batched[key] - value) < 1e-4, key
+
+
+def test_filter_l1_projection_is_the_euclidean_projection_onto_the_l1_ball():
+    from types import SimpleNamespace
+
+    model = PatchCNN(SimpleNamespace(q=3.0, rho=0.1, width=3, init_scale=5.0, max_filter_l1=1.0),
+                     (5, 16), 4, [0, 1])
+    model.w.data[0, 0, 0] = 0.01  # a filter inside the ball stays as it is
+    before = model.w.detach().clone()
+    model.constrain_()
+    after = model.w.detach()
+    assert torch.equal(after[0, 0, 0], before[0, 0, 0])
+    norms = after.abs().sum(-1)
+    assert torch.allclose(norms[before.abs().sum(-1) > 1.0], torch.tensor(1.0), atol=1e-5)
+    # the projection soft-thresholds |w| by the theta that bisection finds for ||w||_1 = 1
+    for row, proj in zip(before.reshape(-1, 16), after.reshape(-1, 16)):
+        if float(row.abs().sum()) <= 1.0:
+            continue
+        lo, hi = 0.0, float(row.abs().max())
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if float((row.abs() - mid).clamp(min=0).sum()) > 1.0 else (lo, mid)
+        assert torch.allclose(proj, row.sign() * (row.abs() - lo).clamp(min=0), atol=1e-5)
+
+
+def _trained(spec, seed: int = 3):
+    """The patch CNN after `train` on spec (one seed)."""
+    from advcore.evaluate import Evaluator
+    from advcore.observe import CollectingObserver
+    from advcore.train import make_task, train
+
+    data = stack_seeds([build_data(spec.data, seed)])
+    task = make_task(spec, data)
+    model = build_learner(spec, data.in_shape, task.n_outputs, [seed], torch.device("cpu"))
+    observer = CollectingObserver()
+    train(spec, model, data, task, observer, Evaluator(spec, model, data, task, observer))
+    return model.w.detach()[0]  # (k, m, d)
+
+
+def test_training_keeps_every_filter_inside_the_l1_ball_and_without_it_they_leave():
+    largest = {}
+    for max_l1 in (None, 0.3):
+        spec = _tiny_adversarial_spec([3])
+        spec.learner.max_filter_l1 = max_l1
+        spec.learner.init_scale = 2.0  # filters start with ||w||_1 ~ 2 sqrt(2d/pi) / sqrt(d) ~ 1.6
+        largest[max_l1] = float(_trained(spec).abs().sum(-1).max())
+    assert largest[None] > 1.0 and largest[0.3] <= 0.3 + 1e-5, largest
+
+
+def test_l1_penalty_soft_thresholds_the_weights_after_each_step():
+    spec = _tiny_adversarial_spec([3])
+    spec.learner.init_scale = 2.0
+    plain = _trained(spec)
+    spec.training.optimizer.l1 = 0.5  # threshold lr * l1 = 0.025 per step, 4 steps
+    sparse = _trained(spec)
+    assert float(sparse.abs().sum()) < float(plain.abs().sum()) - 0.05 * plain.numel()
+    assert float((sparse == 0).float().mean()) > 0.1 and not bool((plain == 0).any())
+    spec.training.optimizer.l1 = 100.0  # far above every weight: one step zeroes them all
+    assert not bool(_trained(spec).any())
