@@ -219,3 +219,18 @@ def test_the_product_imports_no_test_code_and_benchmarks_import_no_tests():
     bad += [f"{path}: tests" for path, roots in _imported_roots(ROOT / "benchmarks").items()
             if "tests" in roots]
     assert not bad, "\n".join(bad)
+
+
+def test_test_module_names_are_unique():
+    """Test folders without __init__.py are imported by basename: two test_x.py would collide
+    (pytest's 'import file mismatch')."""
+    tests = Path(__file__).resolve().parent
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted(tests.rglob("test_*.py")):
+        if (path.parent / "__init__.py").exists() and path.parent != tests:
+            continue  # imported as part of its package: tests.e2e.test_x
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(tests)} and {path.relative_to(tests)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, clashes

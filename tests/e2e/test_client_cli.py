@@ -264,9 +264,12 @@ def test_wait_follows_the_event_stream_and_reads_the_experiment_once_at_its_end(
 
 
 def test_wait_on_a_queued_job_raises_timeout_error_at_its_deadline(client, stack):
-    exp = client.submit(tiny_spec(name="waits long", epochs=2000, every=1000, seed=4))
+    # 100,000 epochs on 2,000 points: minutes even on a fast machine, so the 1 s deadline comes first
+    exp = client.submit(tiny_spec(name="waits long", epochs=100_000, every=50_000, seed=4,
+                                  n=2000))
     try:
         with pytest.raises(TimeoutError):
             exp.wait(timeout_s=1.0)
+        assert exp.status in ("queued", "running")
     finally:
         exp.cancel()
