@@ -35,7 +35,8 @@ from advcore.spec import AttackSpec, parse_spec
 from advcore.train import attack_kwargs, main_view, make_task, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._torch import fit_frozen, parse_torch_args  # noqa: E402
+from benchmarks._torch import parse_torch_args  # noqa: E402
+from devtools.fit import fit_frozen  # noqa: E402
 
 
 @dataclass

@@ -33,7 +33,8 @@ from advcore.attacks import perturb, robust_accuracy
 from advcore.spec import AttackSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._torch import fit_frozen, parse_torch_args  # noqa: E402
+from benchmarks._torch import parse_torch_args  # noqa: E402
+from devtools.fit import fit_frozen  # noqa: E402
 
 
 def sync(device: str) -> None:

@@ -9,6 +9,7 @@ from torch import nn
 
 from advcore.attacks import robust_accuracy
 from advcore.spec import AttackSpec
+from devtools.fit import fit_frozen
 
 torchattacks = pytest.importorskip("torchattacks")
 
@@ -26,14 +27,7 @@ def digits_model():
     x, y = x[perm], y[perm]
     x_train, y_train, x_test, y_test = x[:1200], y[:1200], x[1200:], y[1200:]
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(150):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x_train), y_train).backward()
-        opt.step()
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    fit_frozen(model, x_train, y_train, steps=150, lr=1e-2)
     with torch.no_grad():
         assert (model(x_test).argmax(1) == y_test).float().mean() > 0.9
     return model, x_test, y_test

@@ -14,6 +14,7 @@ from torch import nn
 from advcore.attacks import perturb, robust_accuracy
 from advcore.attacks.norms import ball_norm
 from advcore.spec import AttackSpec
+from devtools.fit import fit_frozen
 
 torchattacks = pytest.importorskip("torchattacks")
 
@@ -36,19 +37,13 @@ def _digits_mlp(adversarial: bool):
     x_train, y_train = x[:1200], y[:1200]
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 96), nn.ReLU(), nn.Linear(96, 48),
                           nn.ReLU(), nn.Linear(48, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     adversary = AttackSpec(kind="pgd", norm="linf", radii=[0.1], steps=7, box=[0.0, 1.0])
     gen = torch.Generator().manual_seed(SEED)
-    for _ in range(150):
-        xb = x_train
-        if adversarial:
-            xb = perturb(model, x_train, y_train, adversary, 0.1, feature_ndim=3, generator=gen)
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(xb), y_train).backward()
-        opt.step()
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+
+    def pgd(xb: torch.Tensor) -> torch.Tensor:
+        return perturb(model, xb, y_train, adversary, 0.1, feature_ndim=3, generator=gen)
+
+    fit_frozen(model, x_train, y_train, steps=150, lr=1e-2, perturbed=pgd if adversarial else None)
     return model, x[1200:1200 + N_POINTS], y[1200:1200 + N_POINTS]
 
 
