@@ -384,7 +384,8 @@ def _fattack_size(epochs: int, seeds: list[int], recon_steps: int, attack_steps:
                       "reconstruction": {"steps": recon_steps, "step_size": 0.1,
                                          "n_per_class": 20, "n_directions": 4,
                                          "init": "data"}}}
-    return SizeSpec(base=base, grid={}, seeds=seeds, params={"radius": 2.0}, minutes=minutes)
+    # the claims read radius 1: at 2 every targeted attack succeeds on digits (saturated)
+    return SizeSpec(base=base, grid={}, seeds=seeds, params={"radius": 1.0}, minutes=minutes)
 
 
 def _attack_rows(p: PointResult, model: str, subspace: str, radius: float) -> list[float]:
@@ -397,41 +398,47 @@ def _attack_rows(p: PointResult, model: str, subspace: str, radius: float) -> li
     return [sum(r["per_seed"][s] for r in rows) / len(rows) for s in range(n)]
 
 
+def _beyond_spread(vals: list[float]) -> bool:
+    """A positive effect larger than its spread over seeds (mean > sample std)."""
+    return bool(vals) and mean(vals) > 0 and mean(vals) > (sample_std(vals) or 0.0)
+
+
 def _fattack_claims() -> list[Claim]:
     def std_nrf_over_rf(points, params):
         p = points[0]
         nrf = _attack_rows(p, "standard", "non_robust", params["radius"])
         rf = _attack_rows(p, "standard", "robust", params["radius"])
         vals = [a - b for a, b in zip(nrf, rf)]
-        return vals, bool(vals) and mean(vals) > 0
+        return vals, _beyond_spread(vals)
 
     def nrf_drop(points, params):
         p = points[0]
         std = _attack_rows(p, "standard", "non_robust", params["radius"])
         adv = _attack_rows(p, "adversarial", "non_robust", params["radius"])
         vals = [a - b for a, b in zip(std, adv)]
-        return vals, bool(vals) and mean(vals) > 0
+        return vals, _beyond_spread(vals)
 
     def adv_rf_over_nrf(points, params):
         p = points[0]
         rf = _attack_rows(p, "adversarial", "robust", params["radius"])
         nrf = _attack_rows(p, "adversarial", "non_robust", params["radius"])
         vals = [a - b for a, b in zip(rf, nrf)]
-        return vals, bool(vals) and mean(vals) > 0
+        return vals, _beyond_spread(vals)
 
     s_n, s_r = _table2_mean("standard", "non_robust"), _table2_mean("standard", "robust")
     a_n, a_r = _table2_mean("adversarial", "non_robust"), _table2_mean("adversarial", "robust")
     return [
         Claim("standard_nrf_beats_rf", "on the standard model NRF-PGD succeeds more than RF-PGD "
               "(effect: success NRF - RF, mean over pairs)", round(s_n - s_r, 4),
-              f"Table 2 CIFAR-10 Std: NRF {s_n:.1%} vs RF {s_r:.1%}", "mean > 0",
+              f"Table 2 CIFAR-10 Std: NRF {s_n:.1%} vs RF {s_r:.1%}", "mean > 0 and > std",
               std_nrf_over_rf),
         Claim("nrf_fails_after_adversarial", "NRF-PGD mostly fails on the adversarially "
               "trained model (effect: NRF success standard - adversarial)", round(s_n - a_n, 4),
-              f"Table 2: NRF {s_n:.1%} (Std) vs {a_n:.1%} (Adv)", "mean > 0", nrf_drop),
+              f"Table 2: NRF {s_n:.1%} (Std) vs {a_n:.1%} (Adv)", "mean > 0 and > std", nrf_drop),
         Claim("adversarial_rf_beats_nrf", "on the adversarial model RF-PGD succeeds more than "
               "NRF-PGD (effect: success RF - NRF)", round(a_r - a_n, 4),
-              f"Table 2 Adv: RF {a_r:.1%} vs NRF {a_n:.1%}", "mean > 0", adv_rf_over_nrf),
+              f"Table 2 Adv: RF {a_r:.1%} vs NRF {a_n:.1%}", "mean > 0 and > std",
+              adv_rf_over_nrf),
     ]
 
 

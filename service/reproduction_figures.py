@@ -54,7 +54,8 @@ def verdict_table(ax: "Axes", verdict: Mapping[str, Any]) -> None:
 def _layout(n_panels: int, n_claims: int) -> tuple["Figure", list["Axes"], "Axes"]:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5.0 * n_panels, 4.2 + 0.32 * (n_claims + 2)), layout="constrained")
+    fig = Figure(figsize=(max(5.0 * n_panels, 11.0), 4.2 + 0.32 * (n_claims + 2)),
+                 layout="constrained")
     grid = fig.add_gridspec(2, n_panels, height_ratios=[4.2, 0.32 * (n_claims + 2)])
     panels = [fig.add_subplot(grid[0, i]) for i in range(n_panels)]
     table = fig.add_subplot(grid[1, :])
