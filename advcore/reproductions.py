@@ -403,27 +403,21 @@ def _beyond_spread(vals: list[float]) -> bool:
     return bool(vals) and mean(vals) > 0 and mean(vals) > (sample_std(vals) or 0.0)
 
 
+def _success_gap(first: tuple[str, str], second: tuple[str, str]):
+    """A claim's check: per seed, the targeted success of (model, subspace) `first` minus that
+    of `second`; it holds when the gap is positive beyond its spread over seeds."""
+    def check(points, params):
+        a = _attack_rows(points[0], *first, params["radius"])
+        b = _attack_rows(points[0], *second, params["radius"])
+        vals = [x - y for x, y in zip(a, b)]
+        return vals, _beyond_spread(vals)
+    return check
+
+
 def _fattack_claims() -> list[Claim]:
-    def std_nrf_over_rf(points, params):
-        p = points[0]
-        nrf = _attack_rows(p, "standard", "non_robust", params["radius"])
-        rf = _attack_rows(p, "standard", "robust", params["radius"])
-        vals = [a - b for a, b in zip(nrf, rf)]
-        return vals, _beyond_spread(vals)
-
-    def nrf_drop(points, params):
-        p = points[0]
-        std = _attack_rows(p, "standard", "non_robust", params["radius"])
-        adv = _attack_rows(p, "adversarial", "non_robust", params["radius"])
-        vals = [a - b for a, b in zip(std, adv)]
-        return vals, _beyond_spread(vals)
-
-    def adv_rf_over_nrf(points, params):
-        p = points[0]
-        rf = _attack_rows(p, "adversarial", "robust", params["radius"])
-        nrf = _attack_rows(p, "adversarial", "non_robust", params["radius"])
-        vals = [a - b for a, b in zip(rf, nrf)]
-        return vals, _beyond_spread(vals)
+    std_nrf_over_rf = _success_gap(("standard", "non_robust"), ("standard", "robust"))
+    nrf_drop = _success_gap(("standard", "non_robust"), ("adversarial", "non_robust"))
+    adv_rf_over_nrf = _success_gap(("adversarial", "robust"), ("adversarial", "non_robust"))
 
     s_n, s_r = _table2_mean("standard", "non_robust"), _table2_mean("standard", "robust")
     a_n, a_r = _table2_mean("adversarial", "non_robust"), _table2_mean("adversarial", "robust")
