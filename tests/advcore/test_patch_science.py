@@ -32,7 +32,7 @@ adversarial training: filters in the l1 ball of radius 0.5, SGD lr 0.2):
   spread gains at most m*P*sReLU(0.04) = 8*48*0.0021 = 0.82 while the own class keeps ~
   sum_r sReLU(0.92*<w_{y,r}, u_y>) (filters spend the budget on u: u ~ 0.47 of 0.5). The init
   (||w||_1 ~ 0.1*sqrt(2d/pi) ~ 0.64) starts outside the ball, which lengthens the
-  u plateau; lr 0.2 (0.05 without the ball) lets every class switch u on within 60 epochs.
+  u plateau; lr 0.2 (0.05 without the ball) and 120 epochs let every class switch u on.
   Tuned on seeds 0, 1, 2 only (benchmarks/patch_reliability.py --set-adv ...): weight decay 0.15 stalls u for whole classes (clean 0.28); R = 0.8 (eps*R/rho =
   0.64) leaves autoattack 0.35-0.60; R = 0.65, lr 0.1: 0.50-0.75; R = 0.5, lr 0.05 / 0.1: one or
   two classes never switch u on; R = 0.5, lr 0.2: autoattack 0.99 / 0.93 / 0.93. The
@@ -41,10 +41,12 @@ adversarial training: filters in the l1 ball of radius 0.5, SGD lr 0.2):
   0.48 / 0.55, 1.00 / 1.00, 0.98 / 0.98 (unconstrained: 0.16, 0.00, 0.00, 0.00, 0.03). On
   seeds 10 and 12 one / two classes never switch u on within 60 epochs (the same classes stall
   without the ball): those classes are read through v and broken, every class that learns u
-  is robust.
+  is robust. So the example trains 120 epochs; fresh seeds 15-19 (never run before) then give
+  1.00 under PGD, APGD-CE, APGD-T, autoattack and torchattacks' APGD-T on every seed, with u
+  growth >= 0.46 and v <= 0.11 for every class.
 Correlations are max_r <w_{i,r}, f_i> (unit features); "growth" is final minus initial.
-Both trainings run 60 epochs (SGD, same data and learner; adversarial training adds the l1 ball
-and lr 0.2); adversarial training with a 5-step PGD inner max: u-learning of a class switches
+Standard training runs 60 epochs, adversarial training 120 (SGD, same data and learner;
+adversarial training adds the l1 ball and lr 0.2); adversarial training with a 5-step PGD inner max: u-learning of a class switches
 on abruptly after a plateau whose length ~ 1/(initial correlation) (sReLU's z^3 piece), so
 with 30 epochs one class of seed 1 had not switched on yet.
 Measured at the time of writing (seeds 0 / 1, CPU):
@@ -81,18 +83,22 @@ EPS = 0.08  # the adversary's l_inf radius in patch_adversarial.json
 N_ROBUST_POINTS = 200  # test points of the untuned-seed robustness check
 
 
-def _body(example: str, learner: dict | None = None, lr: float | None = None) -> dict:
+def _body(example: str, learner: dict | None = None, lr: float | None = None,
+          epochs: int | None = None) -> dict:
     body = json.loads((EXAMPLES / example).read_text())
     body["learner"].update(learner or {})
     if lr is not None:
         body["training"]["optimizer"]["lr"] = lr
+    if epochs is not None:
+        body["training"]["epochs"] = epochs
     return body
 
 
-def _run(example: str, learner: dict | None = None, lr: float | None = None):
+def _run(example: str, learner: dict | None = None, lr: float | None = None,
+         epochs: int | None = None):
     """The example spec with two batched seeds and one evaluation (at the end), to keep the
     test inside its CI budget; training is exactly the example's (but for the overrides)."""
-    body = _body(example, learner, lr)
+    body = _body(example, learner, lr, epochs)
     body["seeds"] = SEEDS
     body["evaluation"]["every"] = body["training"]["epochs"]
     spec = parse_spec(body)
@@ -113,9 +119,9 @@ def adversarial():
 
 @pytest.fixture(scope="module")
 def unconstrained():
-    """The example's adversarial training without the filter l1 ball, at the lr it was
-    calibrated with before (0.05): the failure mode."""
-    return _run("patch_adversarial.json", {"max_filter_l1": None}, lr=0.05)
+    """The example's adversarial training without the filter l1 ball, at the lr and length it
+    was calibrated with before (0.05, 60 epochs): the failure mode."""
+    return _run("patch_adversarial.json", {"max_filter_l1": None}, lr=0.05, epochs=60)
 
 
 def _value(observer, name: str, step: int, seed: int) -> float:
@@ -200,7 +206,9 @@ def test_pgd_overstates_the_unconstrained_adversarially_trained_model_and_the_su
         assert flagged and flagged[0]["suspicious"] and "pgd_linf" in flagged[0]["above"], flagged
 
 
-UNSEEN_SEED = 14  # the l1-ball setting was tuned on seeds 0, 1, 2 only
+# the l1-ball setting was tuned on seeds 0, 1, 2; 120 epochs were chosen from seeds 10-14's
+# stalled classes; seed 15 was first run with the final setting
+UNSEEN_SEED = 15
 
 
 def _seed_function(model):
