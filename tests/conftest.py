@@ -28,9 +28,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="also run the tests marked slow (CI=true always runs them)")
 
 
+# tests that start real servers, workers, browsers or fuzzers: every one of them counts as slow
+INTEGRATION_DIRS = ("e2e", "browser", "fuzz")
+TESTS_DIR = Path(__file__).resolve().parent
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A local run leaves the `slow` tests out unless --slow (or a -m expression) asks for
-    them; CI (CI=true) runs every test."""
+    """A local run leaves the `slow` tests (marked, or under INTEGRATION_DIRS) out unless --slow
+    (or a -m expression) asks for them; CI (CI=true) runs every test."""
+    for item in items:
+        parts = Path(str(item.fspath)).resolve().relative_to(TESTS_DIR).parts
+        if parts and parts[0] in INTEGRATION_DIRS:
+            item.add_marker(pytest.mark.slow)
     if IN_CI or config.getoption("--slow") or config.getoption("markexpr"):
         return
     slow = [item for item in items if item.get_closest_marker("slow")]
