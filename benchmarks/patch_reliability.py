@@ -32,10 +32,10 @@ from advcore.attacks import robust_accuracy  # noqa: E402
 from advcore.data import build_data, stack_seeds  # noqa: E402
 from advcore.evaluate import Evaluator  # noqa: E402
 from advcore.learners import build_learner  # noqa: E402
-from advcore.learners.patch_cnn import smoothed_relu  # noqa: E402
 from advcore.observe import CollectingObserver  # noqa: E402
 from advcore.spec import AttackSpec, parse_spec  # noqa: E402
 from advcore.train import make_task, train  # noqa: E402
+from devtools.patch_oracle import seed_model, torchattacks_apgdt  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
 
@@ -79,33 +79,6 @@ def train_model(spec):
 def growth(corr, seed: int, kind: str, epochs: int) -> list[float]:
     end, start = corr[(seed, kind, epochs)], corr[(seed, kind, 0)]
     return [end[c] - start[c] for c in sorted(end)]
-
-
-def seed_model(model, s: int):
-    """Seed s's patch CNN as a plain function (N, P, d) -> (N, k)."""
-    w = model.w.detach()[s]  # (k, m, d)
-    k, m, d = w.shape
-    filters = w.reshape(k * m, d).T
-
-    def f(x):
-        pre = x.reshape(x.shape[0], -1, d) @ filters  # (N, P, k*m)
-        return smoothed_relu(pre, model.q, model.rho).reshape(x.shape[0], -1, k, m).sum((1, 3))
-    return f
-
-
-def torchattacks_apgdt(f, x, y, eps: float, k: int, seed: int) -> float:
-    import torchattacks
-
-    lo, hi = float(x.min()) - 2 * eps, float(x.max()) + 2 * eps
-    scale = hi - lo
-    wrapped = torch.nn.Module()
-    wrapped.forward = lambda z: f(lo + scale * z.reshape(-1, *x.shape[1:]))  # any sub-batch
-    z = ((x - lo) / scale).reshape(x.shape[0], 1, *x.shape[1:])
-    attack = torchattacks.APGDT(wrapped, norm="Linf", eps=eps / scale, steps=100, n_restarts=1,
-                                n_classes=k, seed=seed)
-    z_adv = attack(z, y)
-    with torch.no_grad():
-        return float((f(lo + scale * z_adv.reshape(x.shape)).argmax(1) == y).float().mean())
 
 
 def evaluate(spec, model, data, eps: float, n: int, with_torchattacks: bool) -> list[dict]:

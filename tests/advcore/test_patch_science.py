@@ -71,11 +71,11 @@ from advcore.attacks import robust_accuracy
 from advcore.data import build_data, stack_seeds
 from advcore.evaluate import Evaluator
 from advcore.learners import build_learner
-from advcore.learners.patch_cnn import smoothed_relu
 from advcore.observe import CollectingObserver
 from advcore.run import run_experiment
 from advcore.spec import AttackSpec, parse_spec
 from advcore.train import make_task, train
+from devtools.patch_oracle import seed_model, torchattacks_apgdt
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SEEDS = [0, 1]
@@ -211,32 +211,6 @@ def test_pgd_overstates_the_unconstrained_adversarially_trained_model_and_the_su
 UNSEEN_SEED = 15
 
 
-def _seed_function(model):
-    """The one-seed patch CNN as a plain (N, P, d) -> (N, k) function for torchattacks."""
-    w = model.w.detach()[0]  # (k, m, d)
-    k, m, d = w.shape
-    filters = w.reshape(k * m, d).T
-
-    def f(x):
-        pre = x.reshape(x.shape[0], -1, d) @ filters  # (N, P, k*m)
-        return smoothed_relu(pre, model.q, model.rho).reshape(x.shape[0], -1, k, m).sum((1, 3))
-    return f
-
-
-def _torchattacks_apgdt(torchattacks, f, x, y, eps: float, k: int) -> float:
-    """torchattacks' APGD-T (targeted DLR, 100 steps, all k-1 targets) on unbounded patches,
-    mapped affinely into [0, 1] with room for the ball so its clamp removes nothing."""
-    lo, hi = float(x.min()) - 2 * eps, float(x.max()) + 2 * eps
-    scale = hi - lo
-    wrapped = torch.nn.Module()
-    wrapped.forward = lambda z: f(lo + scale * z.reshape(-1, *x.shape[1:]))
-    z = ((x - lo) / scale).reshape(x.shape[0], 1, *x.shape[1:])
-    attack = torchattacks.APGDT(wrapped, norm="Linf", eps=eps / scale, steps=100, n_restarts=1,
-                                n_classes=k, seed=UNSEEN_SEED)
-    with torch.no_grad():
-        return float((f(lo + scale * attack(z, y).reshape(x.shape)).argmax(1) == y).float().mean())
-
-
 @pytest.mark.slow
 def test_l1_ball_adversarial_training_is_robust_under_every_attack_on_an_untuned_seed():
     """The example (every filter in the l1 ball of radius max_filter_l1, so the spread attack
@@ -244,7 +218,7 @@ def test_l1_ball_adversarial_training_is_robust_under_every_attack_on_an_untuned
     robust at the training radius on a seed it was not tuned on: under advcore's PGD, APGD-CE,
     APGD-T and autoattack (their minimum) AND under torchattacks' APGD-T on the same points;
     advcore's autoattack is not weaker than the independent APGD-T. The flip shows too."""
-    torchattacks = pytest.importorskip("torchattacks")
+    pytest.importorskip("torchattacks")
     body = _body("patch_adversarial.json")
     body["seeds"] = [UNSEEN_SEED]
     body["evaluation"]["attacks"], body["evaluation"]["every"] = [], body["training"]["epochs"]
@@ -271,6 +245,6 @@ def test_l1_ball_adversarial_training_is_robust_under_every_attack_on_an_untuned
            for i, a in enumerate(attacks)]
     with torch.no_grad():
         assert float((model(x).argmax(-1) == y).float().mean()) >= 0.95
-    external = _torchattacks_apgdt(torchattacks, _seed_function(model), x[0], y[0], EPS, k)
+    external = torchattacks_apgdt(seed_model(model, 0), x[0], y[0], EPS, k, UNSEEN_SEED)
     assert min(acc) >= 0.5 and external >= 0.5, (acc, external)
     assert acc[3] <= external + 0.02, (acc, external)

@@ -19,10 +19,8 @@ import pytest
 
 from tests.conftest import IN_CI
 from devtools.stack import REPO, launch_stack
+from tests.browser.conftest import CHROMIUM
 
-CHROMIUM = os.environ.get("ADVLAB_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 ARTIFACTS = REPO / "test-artifacts"
 TIMEOUT_MS = 120_000
 
@@ -48,18 +46,6 @@ def stack(tmp_path_factory):
     stack = launch_stack(tmp_path_factory.mktemp("browser"), {}, workers=1)
     yield stack
     stack.close()
-
-
-@pytest.fixture(scope="module")
-def browser(stack):
-    from playwright.sync_api import sync_playwright
-
-    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True,
-                                    args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

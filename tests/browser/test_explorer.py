@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from devtools.stack import launch_stack, tiny_spec
-from tests.browser.test_dashboard import CHROMIUM_ARGS, TIMEOUT_MS, _require_browser, shot
+from tests.browser.test_dashboard import TIMEOUT_MS, _require_browser, shot
 
 pytestmark = pytest.mark.slow
 
@@ -39,23 +39,6 @@ def runs(stack):
     for eid in ids:
         assert stack.wait_for(eid, timeout=300)["status"] == "succeeded"
     return ids
-
-
-@pytest.fixture(scope="module")
-def browser(stack):
-    from pathlib import Path
-    import shutil
-
-    from playwright.sync_api import sync_playwright
-
-    from tests.browser.test_dashboard import CHROMIUM
-
-    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True,
-                                    args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
