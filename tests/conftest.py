@@ -17,7 +17,7 @@ import pytest
 from devtools.services import throwaway_pg_database
 
 if TYPE_CHECKING:
-    from tests.service.api_support import ApiFactory
+    from tests.service.api_support import Api, ApiFactory
 
 REDIS_URL = os.environ.get("ADVLAB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -96,18 +96,33 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_api(tmp_path: Path, migrated_sqlite: Path) -> Iterator["ApiFactory"]:
     """Factory: make_api(database_url=None, **settings) → Api on a migrated database (a copy
     of the migrated SQLite template by default)."""
-    from tests.service.api_support import ApiFactory
+    from tests.service.api_support import Api, ApiFactory
 
     factory = ApiFactory(tmp_path, migrated_sqlite)
     yield factory
     factory.close()
 
 
+@pytest.fixture
+def token_api(make_api) -> tuple["Api", dict[str, str]]:
+    """An API with ADVLAB_AUTH=tokens and three users, alice and bob (users) and root (admin),
+    each with one token: (api, {name: token})."""
+    from service.auth import generate_token, hash_token
+
+    api = make_api(auth="tokens")
+    tokens = {}
+    for name, admin in (("alice", False), ("bob", False), ("root", True)):
+        api.store.create_user(name, is_admin=admin)
+        tokens[name] = generate_token()
+        api.store.create_token(name, hash_token(tokens[name]))
+    return api, tokens
+
+
 @pytest.fixture(scope="module")
 def make_module_api(tmp_path_factory: pytest.TempPathFactory,
                     migrated_sqlite: Path) -> Iterator["ApiFactory"]:
     """The same, shared by a module's tests that must leave no trace (they check that)."""
-    from tests.service.api_support import ApiFactory
+    from tests.service.api_support import Api, ApiFactory
 
     factory = ApiFactory(tmp_path_factory.mktemp("api"), migrated_sqlite)
     yield factory

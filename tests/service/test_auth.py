@@ -31,14 +31,8 @@ class Lab:
 
 
 @pytest.fixture
-def lab(make_api) -> Lab:
-    api = make_api(auth="tokens")
-    tokens = {}
-    for name, admin in (("alice", False), ("bob", False), ("root", True)):
-        api.store.create_user(name, is_admin=admin)
-        tokens[name] = generate_token()
-        api.store.create_token(name, hash_token(tokens[name]))
-    return Lab(api, tokens)
+def lab(token_api) -> Lab:
+    return Lab(*token_api)
 
 
 def _routes(lab: Lab, eid: str) -> list[tuple[str, str, dict | None]]:

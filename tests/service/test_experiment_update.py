@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from service.auth import SESSION_COOKIE, generate_token, hash_token
+from service.auth import SESSION_COOKIE
 from tests.service.api_support import spec
 
 
@@ -61,13 +61,8 @@ def test_patching_an_unknown_experiment_is_a_404(api):
     assert api.client.patch("/v1/experiments/nope", json={"notes": "x"}).status_code == 404
 
 
-def test_only_the_owner_or_an_admin_may_patch_and_a_cookie_session_needs_csrf(make_api):
-    api = make_api(auth="tokens")
-    tokens = {}
-    for name, admin in (("alice", False), ("bob", False), ("root", True)):
-        api.store.create_user(name, is_admin=admin)
-        tokens[name] = generate_token()
-        api.store.create_token(name, hash_token(tokens[name]))
+def test_only_the_owner_or_an_admin_may_patch_and_a_cookie_session_needs_csrf(token_api):
+    api, tokens = token_api
     h = {n: {"Authorization": f"Bearer {t}"} for n, t in tokens.items()}
     eid = submit(api, h["alice"])
     url = f"/v1/experiments/{eid}"
