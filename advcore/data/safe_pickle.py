@@ -24,7 +24,7 @@ _ALLOWED_GLOBALS = frozenset({
     ("numpy._core.numeric", "_frombuffer"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
-    ("_codecs", "encode"),  # protocol-2 bytes written by Python 3 (latin-1 text -> bytes)
+    ("_codecs", "encode"),  # bytes in a protocol-2 pickle from Python 3 (latin-1 text -> bytes)
 })
 
 

@@ -1,5 +1,5 @@
 """After adversarial training the evaluation always includes the reliable default: `autoattack`
-at the training norm and radius, added by spec resolution (and marked as added) when the user
+at the training norm and radius, appended during spec resolution (and marked as added) when the user
 did not list it; its cost is bounded with the rest of the evaluation."""
 
 from __future__ import annotations
