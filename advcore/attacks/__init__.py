@@ -65,8 +65,8 @@ def _threat(attack: AttackSpec, x: Tensor, radius: Tensor | float, feature_ndim:
 def _attack_delta(model: Model, x: Tensor, y: Tensor, attack: AttackSpec, threat: Threat, *,
                   direction: Tensor | None, generator: Generator,
                   clusters: Tensor | None = None, cluster_labels: Tensor | None = None,
-                  cluster_pairs: bool = False, evaluation: bool = False,
-                  ) -> tuple[Tensor | None, Tensor | None]:
+                  cluster_pairs: bool = False,
+                  evaluation: bool = False) -> tuple[Tensor | None, Tensor | None]:
     """The attack's perturbation (*lead, *F) within the threat's per-example radii, and its
     attacker score (*lead) when the attack computed one (None: the fixed-direction attack).
     `evaluation`: only robustness counts (PGD and APGD stop on examples once broken); untargeted

@@ -105,7 +105,7 @@ def _cache_sized(order: Tensor, x: Tensor, dim: int) -> list[Tensor]:
     seeds, hold at most CACHE_ELEMENTS on a CPU (one part elsewhere). Every activation of a
     batched-seed forward grows with S x K: past the caches, S seeds batched ran slower than
     S runs one by one (benchmarks/seeds_bench.py)."""
-    if x.device.type != "cpu" or dim == 0 or x.shape[:dim].numel() == 1:
+    if x.device.type != "cpu" or x.shape[:dim].numel() == 1:
         return [order]  # one seed: its batched matmuls already run near the peak whole
     per_example = x.shape[:dim].numel() * x.shape[dim + 1:].numel()
     size = max(1, CACHE_ELEMENTS // max(per_example, 1))
@@ -130,7 +130,7 @@ def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
     """Maximise the attack loss over the threat set; returns (delta, score) of each example's
     worst case: delta (*lead, *F), score (*lead) = attacker_score (lower = more successful).
     `keep_delta=False` (an evaluation that only needs the scores) skips the worst-iterate
-    bookkeeping, two input-sized copies per step, and returns delta None.
+    bookkeeping, an input-sized copy per step, and returns delta None.
 
     x (*lead, *F); y (*lead) (binary +-1 float or long classes); step_size per example (*lead)
     or a float. Gradients are taken w.r.t. the perturbation only (model parameters untouched).
