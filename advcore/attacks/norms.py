@@ -71,6 +71,17 @@ def steepest_direction(grad: Tensor, norm: str, ndim: int) -> Tensor:
     return grad / n.clamp_min(_TINY).reshape(n.shape + (1,) * ndim)
 
 
+def steepest_direction_(grad: Tensor, norm: str, ndim: int) -> Tensor:
+    """steepest_direction written into `grad` itself (a gradient nothing else reads): no new
+    input-sized tensor, whose fresh pages cost as much as the arithmetic on a CPU."""
+    if not grad.is_contiguous():  # e.g. an expanded gradient: its elements share memory
+        grad = grad.contiguous()
+    if norm == "linf":
+        return grad.sign_()
+    n = ball_norm(grad, "l2", ndim)
+    return grad.div_(n.clamp_min_(_TINY).reshape(n.shape + (1,) * ndim))
+
+
 Generator = torch.Generator | list[torch.Generator] | None
 
 

@@ -15,7 +15,8 @@ from torch import Tensor
 
 from advcore.attacks.losses import attack_loss, attacker_score
 from advcore.attacks.norms import (_TINY, Generator, ball_norm, bcast, project_ball,
-                                   sample_ball, shrink_into_ball, steepest_direction)
+                                   sample_ball, shrink_into_ball, steepest_direction,
+                                   steepest_direction_)
 from advcore.attacks.subspace import Subspace, projection_flops, subspace_directions
 from advcore.cost import FLOAT, AttackContext, AttackCost, Factor
 
@@ -64,13 +65,31 @@ class Threat:
             grad = self.subspace.project(grad)
         return steepest_direction(grad, self.norm, self.ball_ndim)
 
-    def advance(self, x: Tensor, x_adv: Tensor, grad: Tensor, step: Tensor | float) -> Tensor:
+    def bounds(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Per coordinate the lowest and highest feasible value around x (the l-inf ball
+        intersected with the box), for `advance`; None where the set is not a box."""
+        if self.norm != "linf" or self.subspace is not None or self.ball_ndim != self.feature_ndim:
+            return None
+        r = bcast(self.radius, x)
+        lower, upper = x - r, x + r
+        if self.box is not None:
+            lower.clamp_(min=self.box[0])
+            upper.clamp_(max=self.box[1])
+        return lower, upper
+
+    def advance(self, x: Tensor, x_adv: Tensor, grad: Tensor, step: Tensor | float,
+                bounds: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """The next iterate: x_adv moved by `step` along the steepest ascent of `grad`, mapped
-        into the feasible set. Works in place on the new direction tensor (one input-sized
-        allocation per step); returns the point x + delta, not the perturbation."""
-        delta = self.ascent(grad).mul_(step).add_(x_adv).sub_(x)
+        into the feasible set; returns the point x + delta, not the perturbation. Works in place
+        on `grad` (which it consumes); `bounds` (from `bounds(x)`) makes the l-inf projection
+        one clamp."""
         if self.subspace is not None:
+            delta = self.ascent(grad).mul_(step).add_(x_adv).sub_(x)
             return delta.copy_(self.constrain(x, delta)).add_(x)
+        point = steepest_direction_(grad, self.norm, self.ball_ndim).mul_(step).add_(x_adv)
+        if bounds is not None:
+            return point.clamp_(min=bounds[0], max=bounds[1])
+        delta = point.sub_(x)
         if self.norm == "linf":
             r = bcast(self.radius, delta)
             delta = delta.clamp_(min=-r, max=r) if isinstance(r, Tensor) else delta.clamp_(-r, r)
@@ -148,7 +167,7 @@ def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
     n_batch = y.dim() - 1
     stop = stop_broken and target is None
     score_is_loss = loss == "margin" and target is None  # attack_loss = -margin = -score
-    best_x = x.clone() if keep_delta else None  # each example's worst iterate (delta 0 at first)
+    best_x = None  # each example's worst iterate (x itself until one improves)
     best_score = torch.full(y.shape, float("inf"), dtype=x.dtype, device=x.device)
     step = bcast(step_size, x)
     for _ in range(restarts if random_start else 1):
@@ -177,16 +196,18 @@ def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
                         better &= sub.best > 0  # broken examples are frozen
                     sub.best = torch.where(better, score, sub.best)
                     rows = better.nonzero(as_tuple=True)  # only improved rows are written
+                    full = (*rows[:-1], sub.order[rows])
                     if rows[0].numel():
-                        full = (*rows[:-1], sub.order[rows])
                         best_score[full] = score[rows]
-                        if keep_delta and sub.full and rows[0].numel() == better.numel():
-                            best_x.copy_(x_adv)  # every example improved: one contiguous copy
-                        elif keep_delta:
-                            best_x[full] = x_adv[rows]
+                    if not last:
+                        x_next = sub.threat.advance(sub.x, x_adv, grad, sub.step, sub.bounds)
+                    if keep_delta and rows[0].numel():
+                        # after the step: nothing reads this iterate again, so it may become
+                        # the worst-case tensor itself
+                        best_x = _keep_worst(best_x, x, x_adv, better, rows, full, sub.full)
                     if last:
                         break
-                    x_adv = sub.threat.advance(sub.x, x_adv, grad, sub.step)
+                    x_adv = x_next
                     if stop:
                         unbroken = int((sub.best > 0).sum(-1).max())
                         if unbroken == 0:
@@ -195,7 +216,30 @@ def run_pgd(model: Model, x: Tensor, y: Tensor, threat: Threat, *, steps: int,
                             kept = _unbroken_first(sub.best)
                             sub = sub.select(kept)
                             x_adv = _gather(x_adv, kept, n_batch)
-    return (best_x.sub_(x) if keep_delta else None), best_score
+    if not keep_delta:
+        return None, best_score
+    return (torch.zeros_like(x) if best_x is None else best_x.sub_(x)), best_score
+
+
+def _keep_worst(best_x: Tensor | None, x: Tensor, x_adv: Tensor, better: Tensor,
+                rows: tuple[Tensor, ...], full: tuple[Tensor, ...], whole: bool) -> Tensor:
+    """`best_x` (None: still the clean inputs `x`) with the improved examples (`better`, at
+    `rows` of the active batch and `full` of the whole one) taken from the iterate `x_adv`, which
+    is free to be overwritten. When the active batch is the whole one in order (`whole`) and
+    most examples improved, the iterate becomes the worst case and only the others are copied
+    in: at most half the rows move."""
+    n_better = rows[0].numel()
+    if best_x is None and whole and n_better == better.numel():
+        return x_adv
+    if best_x is None:
+        best_x = x.clone()
+    if whole and 2 * n_better >= better.numel():
+        if n_better < better.numel():
+            kept = (~better).nonzero(as_tuple=True)
+            x_adv[kept] = best_x[kept]
+        return x_adv
+    best_x[full] = x_adv[rows]
+    return best_x
 
 
 class _Active:
@@ -214,6 +258,7 @@ class _Active:
         self.x, self.y, self.step, self.best = pick(x), pick(y), pick(step), pick(best)
         radius = pick(threat.radius)
         self.threat = threat if radius is threat.radius else replace(threat, radius=radius)
+        self.bounds = self.threat.bounds(self.x)
 
     def select(self, kept: Tensor) -> "_Active":
         """The sub-batch at per-row positions `kept` (*B, K') of this one."""
