@@ -23,11 +23,11 @@ import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode, _FlopCounterMode
 
 from advcore.run import run_experiment
+from devtools.image_files import write_fake_image_files
 
 
 @dataclass
@@ -143,26 +143,6 @@ def measure(spec, seconds: bool = False) -> Measured:
             run_experiment(spec, device="cpu")
             out.seconds = time.perf_counter() - start
     return out
-
-
-# ----------------------------------------------------------------------------- fake files
-
-
-def write_fake_image_files(root: Path, dataset: str, n_train: int, n_test: int) -> None:
-    """Random images with balanced labels in the standard file formats under root/<dataset>/
-    (the python pickle batches for cifar10, IDX for mnist / fashion_mnist), through the same
-    writers the image tests use: the real loaders read them."""
-    from tests.advcore.test_images import _write_cifar, _write_idx
-
-    if dataset == "cifar10":
-        _write_cifar(root, n_per_batch=-(-n_train // 5), n_test=n_test)
-        return
-    rng = np.random.default_rng(0)
-    (root / dataset).mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        _write_idx(root / dataset / f"{prefix}-images-idx3-ubyte",
-                   rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        _write_idx(root / dataset / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
 
 
 # ----------------------------------------------------------------------------- shrunk examples

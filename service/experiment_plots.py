@@ -7,6 +7,9 @@ first evaluation, or e.g. `robust_vs_radius` for a spec without attacks.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+
 from service import plots
 from service.errors import Conflict
 from lab.status import ACTIVE
@@ -22,7 +25,23 @@ PLOTS: dict[str, str] = {
     "cosine": "Neuron × feature cosine heat-map at the latest (or ?step=) evaluation; "
               "?matrix= picks one of cosine/cluster, cosine/robust, cosine/non_robust.",
 }
+# Per plot, a pattern (Python and JavaScript alike) over metric names: the plot has data once
+# one stored name matches. The cosine heat-map's matrices are written with the corr/ series.
+PLOT_NEEDS: dict[str, str] = {
+    "learning_curves": r"(/loss|/clean_accuracy)$|^test/robust_accuracy/",
+    "robust_vs_radius": r"/robust_accuracy/",
+    "correlations": r"^corr/",
+    "cosine": r"^corr/",
+}
 MAX_POINTS = 400  # per (name, seed) series: a plot is ~600 px wide
+
+
+def plots_with_data(names: Iterable[str]) -> set[str]:
+    """The plots whose series exist among the metric `names` (what a page may ask for without
+    a 409)."""
+    names = list(names)
+    return {plot for plot, needs in PLOT_NEEDS.items()
+            if any(re.search(needs, n) for n in names)}
 
 
 class UnknownPlot(NotFound):

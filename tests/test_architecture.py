@@ -212,12 +212,12 @@ def _imported_roots(folder: Path) -> dict[str, set[str]]:
     return out
 
 
-def test_the_product_imports_no_test_code_and_benchmarks_import_no_tests():
+def test_the_product_imports_no_test_code_and_benchmarks_and_devtools_import_no_tests():
     bad = [f"{path}: {sorted(roots & {'tests', 'devtools', 'benchmarks'})}"
            for package in LAYERS for path, roots in _imported_roots(ROOT / package).items()
            if roots & {"tests", "devtools", "benchmarks"}]
-    bad += [f"{path}: tests" for path, roots in _imported_roots(ROOT / "benchmarks").items()
-            if "tests" in roots]
+    bad += [f"{path}: tests" for folder in ("benchmarks", "devtools")
+            for path, roots in _imported_roots(ROOT / folder).items() if "tests" in roots]
     assert not bad, "\n".join(bad)
 
 

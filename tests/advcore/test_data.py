@@ -9,6 +9,7 @@ import torch
 
 from advcore.data import build_data, stack_seeds
 from advcore.spec import ImageData, MultiClusterData, SeparatedData
+from devtools.image_files import write_idx
 
 
 def test_multi_cluster_means_are_orthogonal_with_norm_sqrt_d():
@@ -103,23 +104,16 @@ def test_missing_mnist_files_raise_a_clear_error(tmp_path, monkeypatch):
         build_data(ImageData(dataset="mnist"), seed=0)
 
 
-def _write_idx(path, array):
-    import numpy as np
-
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
-
-
 def test_mnist_idx_files_are_read_from_the_dataset_dir(tmp_path, monkeypatch):
     import numpy as np
 
     root = tmp_path / "mnist"
     root.mkdir()
     rng = np.random.default_rng(0)
-    _write_idx(root / "train-images-idx3-ubyte", rng.integers(0, 256, (40, 28, 28)))
-    _write_idx(root / "train-labels-idx1-ubyte", np.arange(40) % 10)
-    _write_idx(root / "t10k-images-idx3-ubyte", np.full((20, 28, 28), 255))
-    _write_idx(root / "t10k-labels-idx1-ubyte", np.arange(20) % 10)
+    write_idx(root / "train-images-idx3-ubyte", rng.integers(0, 256, (40, 28, 28)))
+    write_idx(root / "train-labels-idx1-ubyte", np.arange(40) % 10)
+    write_idx(root / "t10k-images-idx3-ubyte", np.full((20, 28, 28), 255))
+    write_idx(root / "t10k-labels-idx1-ubyte", np.arange(20) % 10)
     monkeypatch.setenv("ADVLAB_DATASET_DIR", str(tmp_path))
     data = build_data(ImageData(dataset="mnist", binary="even_odd"), seed=0)
     assert data.x_train.shape == (40, 1, 28, 28) and data.x_test.shape == (20, 1, 28, 28)

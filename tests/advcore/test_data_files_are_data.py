@@ -15,7 +15,7 @@ from advcore.data.safe_pickle import UnsafePickle, load_data_pickle
 from advcore.run import run_experiment
 from advcore.spec import ImageData, parse_spec
 
-from tests.advcore.test_images import _write_cifar, _write_idx
+from devtools.image_files import write_cifar_batches, write_idx
 
 
 class _RunsACommand:
@@ -36,7 +36,7 @@ def _plant(folder, name, payload, protocol):
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_a_crafted_cifar_batch_runs_nothing_and_the_job_fails_naming_the_file(
         tmp_path, monkeypatch, protocol):
-    folder = _write_cifar(tmp_path / "data")
+    folder = write_cifar_batches(tmp_path / "data")
     marker = tmp_path / "pwned"
     _plant(folder, "data_batch_1", {b"data": _RunsACommand(marker), b"labels": [0]}, protocol)
     monkeypatch.setenv("ADVLAB_DATASET_DIR", str(tmp_path / "data"))
@@ -59,7 +59,7 @@ def test_object_arrays_are_refused_even_when_their_elements_are_harmless(tmp_pat
 
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_genuine_cifar_layout_loads_under_every_pickle_protocol(tmp_path, monkeypatch, protocol):
-    folder = _write_cifar(tmp_path)
+    folder = write_cifar_batches(tmp_path)
     rng = np.random.default_rng(1)
     for name in ["data_batch_1", "test_batch"]:
         data = rng.integers(0, 256, (10, 3072), dtype=np.uint8)
@@ -75,7 +75,7 @@ def test_genuine_cifar_layout_loads_under_every_pickle_protocol(tmp_path, monkey
 
 
 def test_a_batch_with_the_wrong_layout_is_refused_naming_the_file(tmp_path, monkeypatch):
-    folder = _write_cifar(tmp_path)
+    folder = write_cifar_batches(tmp_path)
     _plant(folder, "test_batch", {b"data": np.zeros((3, 5), np.uint8), b"labels": [0, 1, 2]}, 4)
     from advcore.data import images
 
@@ -90,7 +90,7 @@ def test_an_idx_file_whose_header_lies_about_its_size_is_refused(tmp_path, monke
     root.mkdir()
     for name, shape in [("train-images-idx3-ubyte", (20, 28, 28)), ("train-labels-idx1-ubyte", (20,)),
                         ("t10k-images-idx3-ubyte", (10, 28, 28)), ("t10k-labels-idx1-ubyte", (10,))]:
-        _write_idx(root / name, np.zeros(shape, np.uint8))
+        write_idx(root / name, np.zeros(shape, np.uint8))
     bad = root / "t10k-images-idx3-ubyte"
     bad.write_bytes(bad.read_bytes()[:-7])  # payload shorter than the header's 10x28x28
     from advcore.data import images

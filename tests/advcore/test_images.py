@@ -12,31 +12,11 @@ import torch
 from advcore.data import build_data
 from advcore.run import run_experiment
 from advcore.spec import ImageData, parse_spec
-
-
-def _write_cifar(root, n_per_batch=20, n_test=30):
-    """Five training batches and a test batch in the standard python-pickle layout."""
-    folder = root / "cifar10" / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for i, name in enumerate(names):
-        n = n_test if name == "test_batch" else n_per_batch
-        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-        data[0] = 255 if i == 0 else data[0]
-        batch = {b"data": data, b"labels": [int(j) for j in (np.arange(n) + i) % 10]}
-        with open(folder / name, "wb") as f:
-            pickle.dump(batch, f)
-    return folder
-
-
-def _write_idx(path, array):
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+from devtools.image_files import write_cifar_batches, write_idx
 
 
 def test_cifar10_pickle_batches_load_as_unit_range_chw_images(tmp_path, monkeypatch):
-    folder = _write_cifar(tmp_path)
+    folder = write_cifar_batches(tmp_path)
     monkeypatch.setenv("ADVLAB_DATASET_DIR", str(tmp_path))
     data = build_data(ImageData(dataset="cifar10", binary=None), seed=0)
     assert data.x_train.shape == (100, 3, 32, 32) and data.x_test.shape == (30, 3, 32, 32)
@@ -48,7 +28,7 @@ def test_cifar10_pickle_batches_load_as_unit_range_chw_images(tmp_path, monkeypa
 
 
 def test_cifar10_animals_vs_vehicles_labels_animals_positive(tmp_path, monkeypatch):
-    _write_cifar(tmp_path)
+    write_cifar_batches(tmp_path)
     monkeypatch.setenv("ADVLAB_DATASET_DIR", str(tmp_path))
     data = build_data(ImageData(dataset="cifar10", binary="animals_vehicles"), seed=0)
     animal = torch.isin(data.y_train_fine, torch.tensor([2, 3, 4, 5, 6, 7]))
@@ -64,7 +44,7 @@ def test_fashion_mnist_reads_gzipped_idx_files(tmp_path, monkeypatch):
     arrays = {"train-images-idx3-ubyte": np.full((12, 28, 28), 51), "train-labels-idx1-ubyte": np.arange(12) % 10,
               "t10k-images-idx3-ubyte": np.zeros((5, 28, 28)), "t10k-labels-idx1-ubyte": np.arange(5)}
     for name, array in arrays.items():
-        _write_idx(root / name, array)
+        write_idx(root / name, array)
         (root / (name + ".gz")).write_bytes(gzip.compress((root / name).read_bytes()))
         (root / name).unlink()
     monkeypatch.setenv("ADVLAB_DATASET_DIR", str(tmp_path))

@@ -11,6 +11,7 @@ import re
 
 import pytest
 
+from service.experiment_plots import PLOTS
 from service.templates import TEMPLATES
 from tests.service.api_support import SMALL_SPEC, run_fake_worker, spec
 
@@ -86,8 +87,14 @@ def test_detail_page_has_spec_summary_plot_images_and_a_live_hook(api):
     assert 'data-terminal="true"' in html and 'id="cancel"' not in html
     for name in ("learning_curves", "correlations", "cosine"):
         src = f"/v1/experiments/{eid}/plots/{name}.png"
-        assert f'src="{src}"' in html
+        assert f' src="{src}"' in html  # the image's src, not its data-src
         assert api.client.get(src).status_code == 200
+    # a figure is asked for exactly when its plot has data: no 409 in the browser's console
+    for name in PLOTS:
+        src = f"/v1/experiments/{eid}/plots/{name}.png"
+        asked = f' src="{src}"' in html
+        assert api.client.get(src).status_code == (200 if asked else 409), name
+    assert f' src="/v1/experiments/{eid}/plots/robust_vs_radius.png"' not in html  # no attack
     assert "&#34;multi_cluster&#34;" in html or "&quot;multi_cluster&quot;" in html
     assert "Clean accuracy (test)" in html
 

@@ -183,3 +183,15 @@ def test_a_50_row_heatmap_stays_bounded_with_thinned_labels():
     fig.canvas.draw()
     boxes = [t.get_window_extent() for t in ax.get_yticklabels()]
     assert all(a.y0 >= b.y1 or b.y0 >= a.y1 for a, b in zip(boxes, boxes[1:]))  # no overlap
+
+
+def test_a_plot_has_data_exactly_when_a_name_it_reads_is_stored():
+    from service.experiment_plots import PLOTS, plots_with_data
+
+    assert plots_with_data([]) == set()
+    assert plots_with_data(["train/loss"]) == {"learning_curves"}
+    assert plots_with_data(["test/robust_accuracy/pgd_l2@1"]) == {"learning_curves",
+                                                                  "robust_vs_radius"}
+    assert plots_with_data(["train/robust_accuracy/pgd_l2@1"]) == {"robust_vs_radius"}
+    assert plots_with_data(["corr/cluster", "test/clean_accuracy"]) == set(PLOTS) - {
+        "robust_vs_radius"}

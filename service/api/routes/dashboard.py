@@ -131,12 +131,14 @@ def experiment_rows(request: Request, store: StoreDep, status: Status = [],
 @router.get("/experiments/{experiment_id}", response_class=HTMLResponse)
 def experiment_page(request: Request, experiment: ExperimentDep, store: StoreDep,
                     user: PageUserDep) -> HTMLResponse:
-    from service.experiment_plots import PLOTS
+    from service.experiment_plots import PLOT_NEEDS, PLOTS, plots_with_data
 
     exp = svc.to_read(experiment)
     return page(request, "experiment.html", {
-        "exp": exp, "can_write": _can_write(user, exp.owner), "key": key_results(exp), "plots": PLOTS, "terminal": exp.status in TERMINAL,
-        "sweeps": store.sweeps_of(exp.id), "has_points": bool(store.metric_names(exp.id))})
+        "exp": exp, "can_write": _can_write(user, exp.owner), "key": key_results(exp),
+        "plots": PLOTS, "plot_needs": PLOT_NEEDS, "terminal": exp.status in TERMINAL,
+        "sweeps": store.sweeps_of(exp.id),
+        "with_data": plots_with_data(store.metric_names(exp.id))})
 
 
 @router.get("/sweeps", response_class=HTMLResponse)

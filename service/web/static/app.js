@@ -217,8 +217,16 @@ function trackLoad(img) {
   img.onerror = () => { delete img.dataset.loading; figure.classList.add("failed"); };
 }
 
-function refreshPlots() {
+// A figure is asked for once a metric name its plot reads has arrived (data-needs, a pattern
+// over names): before that the server would answer 409.
+function refreshPlots(names) {
   for (const img of document.querySelectorAll("#plots img")) {
+    const figure = img.closest("figure");
+    if (figure.dataset.ready !== "true") {
+      const needs = new RegExp(figure.dataset.needs);
+      if (!names.some(n => needs.test(n))) continue;
+      figure.dataset.ready = "true";
+    }
     if (img.dataset.loading === "true") continue;
     trackLoad(img);
     img.src = img.dataset.src + "?t=" + Date.now();
@@ -259,11 +267,15 @@ function initExperiment() {
     $("#progress-text").textContent = p.step + "/" + p.total;
     $("#eta").textContent = p.eta_s == null ? "" : "ETA " + p.eta_s.toFixed(1) + " s";
   });
-  events.addEventListener("metrics", () => {
+  const names = new Set();
+  events.addEventListener("metrics", e => {
+    const data = JSON.parse(e.data);
+    for (const n of data.names || []) names.add(n);
+    for (const p of data.points || []) names.add(p[0]);
     const now = Date.now();
     if (now - lastPlot > 3000) {
       lastPlot = now;
-      refreshPlots();
+      refreshPlots([...names]);
       if (charts) charts.load().catch(() => {});
     }
   });
