@@ -2,8 +2,10 @@
 
 Each run starts a fresh `advlab serve` (own ADVLAB_HOME, free port), waits until every worker
 is ready (its forkserver has torch imported), submits the jobs over HTTP and measures the wall
-time from the first submit until the last job has succeeded. Configurations alternate inside
-each round (1, 2, then 2, 1, ...), so a change of machine load hits both; the speed-up is
+time from the first submit until the last job has succeeded, read off the store's own stamps
+(first `created_at` to last `finished_at`), so the client's polling adds nothing (its own wall
+is kept as `client_wall_s`). Configurations alternate inside each round (1, 2, then 2, 1,
+...), so a change of machine load hits both; the speed-up is
 T(1 worker) / T(2 workers) per round, and the table reports its median over the rounds.
 `--unplaced` adds a run of 2 workers that each use every core (ADVLAB_TORCH_THREADS = cores):
 what happened before jobs got cores / workers threads. Also prints the machine's load average.
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,12 +75,16 @@ def run_queue(spec: dict, jobs: int, workers: int, extra_env: dict[str, str]) ->
                         if body["status"] in TERMINAL:
                             bodies[experiment_id] = body
                 time.sleep(0.25)
-        wall = time.monotonic() - started
+        client_wall = time.monotonic() - started
         failed = [b.get("error") for b in bodies.values() if b["status"] != "succeeded"]
         if failed:
             raise RuntimeError(f"jobs failed: {failed}")
         summaries = [b["summary"] for b in bodies.values()]
-        return {"workers": workers, "wall_s": wall, "load_before": load_before,
+        stamps = [(datetime.fromisoformat(b["created_at"]), datetime.fromisoformat(b["finished_at"]))
+                  for b in bodies.values()]
+        wall = (max(f for _, f in stamps) - min(c for c, _ in stamps)).total_seconds()
+        return {"workers": workers, "wall_s": wall, "client_wall_s": client_wall,
+                "load_before": load_before,
                 "load_after": os.getloadavg()[0],
                 "job_s": [s["duration_s"] for s in summaries],
                 "threads": sorted({s.get("threads") for s in summaries}),
