@@ -3,9 +3,9 @@
 Each run starts a fresh `advlab serve` (own ADVLAB_HOME, free port), waits until every worker
 is ready (its forkserver has torch imported), submits the jobs over HTTP and measures the wall
 time from the first submit until the last job has succeeded, read off the store's own stamps
-(first `created_at` to last `finished_at`), so the client's polling adds nothing (its own wall
-is kept as `client_wall_s`). Configurations alternate inside each round (1, 2, then 2, 1,
-...), so a change of machine load hits both; the speed-up is
+(first `created_at` to last `finished_at`), so the client's polling adds nothing (its own wall,
+polled every 50 ms, is kept as `client_wall_s`). Configurations alternate inside each round
+(1, 2, then 2, 1, ...), so a change of machine load hits both; the speed-up is
 T(1 worker) / T(2 workers) per round, and the table reports its median over the rounds.
 `--unplaced` adds a run of 2 workers that each use every core (ADVLAB_TORCH_THREADS = cores):
 what happened before jobs got cores / workers threads. Also prints the machine's load average.
@@ -74,7 +74,7 @@ def run_queue(spec: dict, jobs: int, workers: int, extra_env: dict[str, str]) ->
                         body = client.get(f"/v1/experiments/{experiment_id}").json()
                         if body["status"] in TERMINAL:
                             bodies[experiment_id] = body
-                time.sleep(0.25)
+                time.sleep(0.05)  # the client wall resolves to 50 ms
         client_wall = time.monotonic() - started
         failed = [b.get("error") for b in bodies.values() if b["status"] != "succeeded"]
         if failed:
