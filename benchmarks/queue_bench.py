@@ -80,8 +80,8 @@ def run_queue(spec: dict, jobs: int, workers: int, extra_env: dict[str, str]) ->
         if failed:
             raise RuntimeError(f"jobs failed: {failed}")
         summaries = [b["summary"] for b in bodies.values()]
-        stamps = [(datetime.fromisoformat(b["created_at"]), datetime.fromisoformat(b["finished_at"]))
-                  for b in bodies.values()]
+        stamps = [(datetime.fromisoformat(b["created_at"]),
+                   datetime.fromisoformat(b["finished_at"])) for b in bodies.values()]
         wall = (max(f for _, f in stamps) - min(c for c, _ in stamps)).total_seconds()
         return {"workers": workers, "wall_s": wall, "client_wall_s": client_wall,
                 "load_before": load_before,
