@@ -67,8 +67,9 @@ class Threat:
 
     def bounds(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
         """Per coordinate the lowest and highest feasible value around x (the l-inf ball
-        intersected with the box), for `advance`; None where the set is not a box."""
-        if self.norm != "linf" or self.subspace is not None or self.ball_ndim != self.feature_ndim:
+        intersected with the box; per patch or whole, an l-inf ball is the same box), for
+        `advance`; None where the set is not a box."""
+        if self.norm != "linf" or self.subspace is not None:
             return None
         r = bcast(self.radius, x)
         lower, upper = x - r, x + r
@@ -81,22 +82,19 @@ class Threat:
                 bounds: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """The next iterate: x_adv moved by `step` along the steepest ascent of `grad`, mapped
         into the feasible set; returns the point x + delta, not the perturbation. Works in place
-        on `grad` (which it consumes); `bounds` (from `bounds(x)`) makes the l-inf projection
-        one clamp."""
+        on `grad` (which it consumes). The l-inf projection is one clamp between `bounds(x)`
+        (pass them in to compute them once per batch)."""
         if self.subspace is not None:
             delta = self.ascent(grad).mul_(step).add_(x_adv).sub_(x)
             return delta.copy_(self.constrain(x, delta)).add_(x)
         point = steepest_direction_(grad, self.norm, self.ball_ndim).mul_(step).add_(x_adv)
-        if bounds is not None:
-            return point.clamp_(min=bounds[0], max=bounds[1])
-        delta = point.sub_(x)
         if self.norm == "linf":
-            r = bcast(self.radius, delta)
-            delta = delta.clamp_(min=-r, max=r) if isinstance(r, Tensor) else delta.clamp_(-r, r)
-        else:
-            n = ball_norm(delta, "l2", self.ball_ndim)
-            scale = (bcast(self.radius, n) / n.clamp_min(_TINY)).clamp_(max=1.0)
-            delta.mul_(scale.reshape(scale.shape + (1,) * self.ball_ndim))
+            lower, upper = bounds if bounds is not None else self.bounds(x)
+            return point.clamp_(min=lower, max=upper)
+        delta = point.sub_(x)
+        n = ball_norm(delta, "l2", self.ball_ndim)
+        scale = (bcast(self.radius, n) / n.clamp_min(_TINY)).clamp_(max=1.0)
+        delta.mul_(scale.reshape(scale.shape + (1,) * self.ball_ndim))
         delta.add_(x)
         return delta.clamp_(*self.box) if self.box is not None else delta
 
