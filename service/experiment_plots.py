@@ -26,22 +26,28 @@ PLOTS: dict[str, str] = {
               "?matrix= picks one of cosine/cluster, cosine/robust, cosine/non_robust.",
 }
 # Per plot, a pattern (Python and JavaScript alike) over metric names: the plot has data once
-# one stored name matches. The cosine heat-map's matrices are written with the corr/ series.
+# one stored name matches (the dashboard asks for a figure only then, and `figure` answers 409
+# until then). robust_vs_radius reads names shaped like plots.ROBUST; the cosine heat-map's
+# matrices are written with the corr/ series.
 PLOT_NEEDS: dict[str, str] = {
     "learning_curves": r"(/loss|/clean_accuracy)$|^test/robust_accuracy/",
-    "robust_vs_radius": r"/robust_accuracy/",
+    "robust_vs_radius": r"^(fine/)?(train|test)/robust_accuracy/.+@[^@]+$",
     "correlations": r"^corr/",
     "cosine": r"^corr/",
 }
 MAX_POINTS = 400  # per (name, seed) series: a plot is ~600 px wide
 
 
+def _reads(plot: str, name: str) -> bool:
+    """Whether metric `name` is one that `plot` has data from."""
+    return re.search(PLOT_NEEDS[plot], name) is not None
+
+
 def plots_with_data(names: Iterable[str]) -> set[str]:
     """The plots whose series exist among the metric `names` (what a page may ask for without
     a 409)."""
     names = list(names)
-    return {plot for plot, needs in PLOT_NEEDS.items()
-            if any(re.search(needs, n) for n in names)}
+    return {plot for plot in PLOT_NEEDS if any(_reads(plot, n) for n in names)}
 
 
 class UnknownPlot(NotFound):
@@ -79,19 +85,18 @@ def figure(store: Store, exp: Experiment, name: str, *, seed: int | None = None,
         raise UnknownPlot(f"no plot named {name!r}; one of {sorted(PLOTS)}")
     title = f"{exp.name} [{exp.id[:8]}]"
     if name == "learning_curves":
-        series = _load(store, exp, lambda n: n.endswith(("/loss", "/clean_accuracy"))
-                       or n.startswith("test/robust_accuracy/"), seed)
+        series = _load(store, exp, lambda n: _reads(name, n), seed)
         if not series:
             raise _no_data(exp, "loss or accuracy series")
         return plots.learning_curves(series, title=title)
     if name == "robust_vs_radius":
         series = _load(store, exp, lambda n: "/robust_accuracy/" in n or n == "test/clean_accuracy",
                        seed)
-        if not any(plots.ROBUST.match(n) for n in series):
+        if not any(_reads(name, n) for n in series):
             raise _no_data(exp, "robust-accuracy series")
         return plots.robust_vs_radius(series, title=title)
     if name == "correlations":
-        series = _load(store, exp, lambda n: n.startswith("corr/"), seed)
+        series = _load(store, exp, lambda n: _reads(name, n), seed)
         if not series:
             raise _no_data(exp, "correlation series (evaluation.record needs 'correlations')")
         positive = (exp.spec.get("data") or {}).get("positive_clusters")
