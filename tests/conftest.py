@@ -110,7 +110,7 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_api(tmp_path: Path, migrated_sqlite: Path) -> Iterator["ApiFactory"]:
     """Factory: make_api(database_url=None, **settings) → Api on a migrated database (a copy
     of the migrated SQLite template by default)."""
-    from tests.service.api_support import Api, ApiFactory
+    from tests.service.api_support import ApiFactory
 
     factory = ApiFactory(tmp_path, migrated_sqlite)
     yield factory
@@ -136,7 +136,7 @@ def token_api(make_api) -> tuple["Api", dict[str, str]]:
 def make_module_api(tmp_path_factory: pytest.TempPathFactory,
                     migrated_sqlite: Path) -> Iterator["ApiFactory"]:
     """The same, shared by a module's tests that must leave no trace (they check that)."""
-    from tests.service.api_support import Api, ApiFactory
+    from tests.service.api_support import ApiFactory
 
     factory = ApiFactory(tmp_path_factory.mktemp("api"), migrated_sqlite)
     yield factory

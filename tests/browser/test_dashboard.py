@@ -11,38 +11,16 @@ Under CI=true a missing Chromium or Playwright FAILS the test; elsewhere it skip
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI
-from devtools.stack import REPO, launch_stack
-from tests.browser.conftest import CHROMIUM
-
-ARTIFACTS = REPO / "test-artifacts"
-TIMEOUT_MS = 120_000
-
-
-def _require_browser() -> None:
-    missing = []
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
-        missing.append(f"chromium ({CHROMIUM}; apt-get install -y chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing.append("playwright (pip install playwright)")
-    if missing:
-        message = "browser test needs " + " and ".join(missing)
-        if IN_CI:
-            pytest.fail(message + " (CI=true: a missing browser fails the run)")
-        pytest.skip(message)
+from devtools.stack import launch_stack
+from tests.browser.conftest import TIMEOUT_MS, require_browser, shot
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    _require_browser()
+    require_browser()
     stack = launch_stack(tmp_path_factory.mktemp("browser"), {}, workers=1)
     yield stack
     stack.close()
@@ -61,14 +39,6 @@ def page(browser, stack, request):
     yield page
     shot(page, f"{request.node.name}-last")
     context.close()
-
-
-def shot(page, name: str) -> None:
-    """Screenshot into test-artifacts/ and, when set, $OUT (CI artifacts)."""
-    targets = [ARTIFACTS] + ([Path(os.environ["OUT"])] if os.environ.get("OUT") else [])
-    for folder in targets:
-        folder.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(folder / f"dashboard-{name}.png"), full_page=True)
 
 
 def small_template_spec(page) -> dict:
@@ -170,19 +140,6 @@ def test_cancel_button_stops_a_running_experiment(page, stack):
 
 
 # --------------------------------------------------------------------------- ADVLAB_AUTH=tokens
-
-
-@pytest.fixture(scope="module")
-def tokens_stack(tmp_path_factory):
-    """A server with tokens on and no worker (a queued job cancels at once)."""
-    from devtools.stack import add_users
-
-    _require_browser()
-    stack = launch_stack(tmp_path_factory.mktemp("browser-tokens"), {"ADVLAB_AUTH": "tokens"},
-                         workers=0)
-    stack.users = add_users(stack, ["alice", "bob"])
-    yield stack
-    stack.close()
 
 
 def test_login_then_cancel_from_the_page_then_logout(browser, tokens_stack):

@@ -17,14 +17,14 @@ import httpx
 import pytest
 
 from devtools.stack import launch_stack, tiny_spec
-from tests.browser.test_dashboard import TIMEOUT_MS, _require_browser, shot
+from tests.browser.conftest import TIMEOUT_MS, require_browser, shot
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    _require_browser()
+    require_browser()
     stack = launch_stack(tmp_path_factory.mktemp("explorer"), {}, workers=1)
     yield stack
     stack.close()
@@ -210,9 +210,6 @@ def test_columns_radius_and_pages(page, stack, runs):
 def test_favicon_is_served(stack):
     response = api_get(stack, "/favicon.ico")
     assert response.status_code == 200 and response.headers["content-type"] == "image/x-icon"
-
-
-from tests.browser.test_dashboard import tokens_stack  # noqa: E402,F401  (ADVLAB_AUTH=tokens)
 
 
 def test_with_tokens_the_session_edits_retries_and_deletes_only_its_own_runs(browser,

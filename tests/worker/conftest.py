@@ -35,7 +35,8 @@ def store(settings):
 def make_job(store):
     def make(spec: dict | None = None, *, raw: bool = False):
         spec = spec or small_spec()
-        if raw:  # stored as given: a spec that no longer validates (e.g. stored before a schema change)
+        # raw: stored as given, a spec that no longer validates (stored before a schema change)
+        if raw:
             resolved, spec_hash, total = spec, "0" * 64, 10
         else:
             parsed = parse_spec(spec).resolve()
